@@ -1,0 +1,3 @@
+from lookout.cli import app
+
+app(prog_name="lookout")

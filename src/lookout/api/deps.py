@@ -1,0 +1,106 @@
+"""Request-scoped dependencies: the session (the edge commits), the caller, the audit actor."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from lookout.audit.service import Actor
+from lookout.errors import LookoutError, NotAuthenticated
+from lookout.orgs.security import Principal, read_token
+from lookout.settings import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One transaction per request, committed here and only here. A service error
+    (a 4xx) still commits, so that its audit record (e.g. a denied request) lands."""
+    sessions: async_sessionmaker[AsyncSession] = request.app.state.sessions
+    async with sessions() as session:
+        try:
+            yield session
+        except LookoutError:
+            await session.commit()
+            raise
+        except BaseException:
+            await session.rollback()
+            raise
+        else:
+            await session.commit()
+
+
+def request_id(request: Request) -> str:
+    rid: str = getattr(request.state, "request_id", "") or uuid.uuid4().hex
+    return rid
+
+
+_bearer = HTTPBearer(auto_error=False, description="An access token from POST /v1/token")
+
+
+def current_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    settings = get_settings(request)
+    if credentials is None:
+        raise NotAuthenticated(
+            "send an access token: Authorization: Bearer <token> (POST /v1/token)"
+        )
+    principal = read_token(credentials.credentials, settings.token_secret.get_secret_value())
+    if principal is None:
+        raise NotAuthenticated(
+            "the access token is invalid or has expired: get a new one from POST /v1/token"
+        )
+    return principal
+
+
+PURPOSE_PATTERN = r"^[a-z][a-z0-9_]{2,39}$"
+
+
+def end_user_actor(
+    request: Request,
+    principal: Annotated[Principal, Depends(current_principal)],
+    end_user: Annotated[
+        str | None,
+        Header(
+            alias="X-Lookout-End-User",
+            description="The person using the client system (an opaque id from that system). Required for personal data.",
+            max_length=200,
+        ),
+    ] = None,
+    purpose: Annotated[
+        str | None,
+        Header(
+            alias="X-Lookout-Purpose",
+            description="Purpose of use, e.g. `safeguarding_triage`, `case_work`. Required for personal data.",
+            pattern=PURPOSE_PATTERN,
+        ),
+    ] = None,
+) -> Actor:
+    """The audit actor for a request that reads or changes personal data."""
+    if not end_user or not purpose:
+        raise LookoutError(
+            "name the end user and the purpose of use: headers X-Lookout-End-User and X-Lookout-Purpose"
+        )
+    return Actor(
+        org_id=principal.org_id,
+        client_id=principal.client_id,
+        end_user=end_user,
+        purpose=purpose,
+        request_id=request_id(request),
+    )
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
+ActorDep = Annotated[Actor, Depends(end_user_actor)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -1,0 +1,22 @@
+"""Audit action tags: ``actor:object:action``. One list, so the trail reads consistently."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Action(StrEnum):
+    event_accepted = "worker:event:accepted"
+    event_rejected = "worker:event:rejected"
+    event_retracted = "worker:event:retracted"
+    log_new_cluster = "worker:log:new_cluster"
+    alert_raised = "worker:alert:raised"
+    alert_evidence_added = "worker:alert:evidence_added"
+    alert_marked_for_review = "worker:alert:marked_for_review"
+    token_issued = "api:token:issued"  # noqa: S105
+    token_denied = "api:token:denied"  # noqa: S105
+    alert_listed = "api:alert:listed"
+    alert_read = "api:alert:read"
+    request_denied = "api:request:denied"
+    org_created = "operator:organisation:created"
+    client_created = "operator:client:created"

@@ -1,0 +1,175 @@
+"""SQL for households, residences, relationships and household snapshots."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy import bindparam, delete, insert, select, text, tuple_
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.types import BigInteger, Date
+
+from lookout.household.models import Household, Relationship, Residence
+from lookout.ingest.models import Event
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    person_id: int
+    household_id: int
+    valid_from: date | None
+    valid_to: date | None
+
+
+async def household_ids(
+    session: AsyncSession, addresses: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], int]:
+    """The household of each (UPRN, LA code), created when first seen."""
+    wanted = sorted(set(addresses))
+    if not wanted:
+        return {}
+    await session.execute(
+        pg_insert(Household).on_conflict_do_nothing(),
+        [{"uprn": u, "la_code": la} for u, la in wanted],
+    )
+    rows = await session.execute(
+        select(Household.uprn, Household.la_code, Household.id).where(
+            tuple_(Household.uprn, Household.la_code).in_(wanted)
+        )
+    )
+    return {(r.uprn, r.la_code): r.id for r in rows}
+
+
+async def fact_events(
+    session: AsyncSession, event_type: str, person_ids: Iterable[int]
+) -> list[tuple[int, int, dict[str, Any]]]:
+    """(person, event pk, facts) of every unretracted event of a type about these persons."""
+    ids = list(set(person_ids))
+    if not ids:
+        return []
+    rows = await session.execute(
+        select(Event.subject_person_id, Event.id, Event.facts).where(
+            Event.type == event_type,
+            Event.subject_person_id.in_(ids),
+            Event.retracted_by.is_(None),
+        )
+    )
+    return [(r.subject_person_id, r.id, r.facts) for r in rows]
+
+
+async def replace_residences(
+    session: AsyncSession, person_ids: Sequence[int], intervals: Sequence[Interval]
+) -> set[int]:
+    """Replace these persons' residences; return every household touched (before or after)."""
+    if not person_ids:
+        return set()
+    old = await session.execute(
+        delete(Residence)
+        .where(Residence.person_id.in_(person_ids))
+        .returning(Residence.household_id)
+    )
+    touched = set(old.scalars())
+    if intervals:
+        await session.execute(
+            insert(Residence),
+            [
+                {
+                    "person_id": i.person_id,
+                    "household_id": i.household_id,
+                    "valid_from": i.valid_from,
+                    "valid_to": i.valid_to,
+                }
+                for i in intervals
+            ],
+        )
+        touched.update(i.household_id for i in intervals)
+    return touched
+
+
+async def add_relationships(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(insert(Relationship), list(rows))
+
+
+async def remove_relationships_of_events(session: AsyncSession, event_pks: Sequence[int]) -> None:
+    if event_pks:
+        await session.execute(delete(Relationship).where(Relationship.event_id.in_(event_pks)))
+
+
+_SUBJECT_HOUSEHOLDS = text(
+    """
+    SELECT q.idx, r.household_id
+    FROM unnest(:person_ids, :dates) WITH ORDINALITY AS q(person_id, as_of, idx)
+    JOIN residences r ON r.person_id = q.person_id AND (r.valid_from IS NULL OR r.valid_from <= q.as_of)
+        AND (r.valid_to IS NULL OR r.valid_to > q.as_of)
+    """
+).bindparams(
+    bindparam("person_ids", type_=ARRAY(BigInteger)), bindparam("dates", type_=ARRAY(Date))
+)
+
+_MEMBERS = text(
+    """
+    SELECT q.idx, h.uprn, h.la_code, r.person_id, r.valid_from, p.birth_date
+    FROM unnest(:household_ids, :dates) WITH ORDINALITY AS q(household_id, as_of, idx)
+    JOIN households h ON h.id = q.household_id
+    LEFT JOIN residences r ON r.household_id = q.household_id AND (r.valid_from IS NULL OR r.valid_from <= q.as_of)
+        AND (r.valid_to IS NULL OR r.valid_to > q.as_of)
+    LEFT JOIN persons p ON p.id = r.person_id
+    """
+).bindparams(
+    bindparam("household_ids", type_=ARRAY(BigInteger)), bindparam("dates", type_=ARRAY(Date))
+)
+
+
+async def households_of(
+    session: AsyncSession, queries: Sequence[tuple[int, date]]
+) -> list[list[int]]:
+    """For each (person, date): the households the person lived in on that date."""
+    found: list[list[int]] = [[] for _ in queries]
+    if not queries:
+        return found
+    rows = await session.execute(
+        _SUBJECT_HOUSEHOLDS,
+        {"person_ids": [q[0] for q in queries], "dates": [q[1] for q in queries]},
+    )
+    for idx, household_id in rows:
+        found[idx - 1].append(household_id)
+    return found
+
+
+MemberRow = tuple[int, date | None, date | None]  # person, joined, birth date
+
+
+async def members_of(
+    session: AsyncSession, queries: Sequence[tuple[int, date]]
+) -> list[tuple[str, str, list[MemberRow]]]:
+    """For each (household, date): its UPRN, LA code and the residents on that date."""
+    found: list[tuple[str, str, list[MemberRow]]] = [("", "", []) for _ in queries]
+    if not queries:
+        return found
+    rows = await session.execute(
+        _MEMBERS,
+        {"household_ids": [q[0] for q in queries], "dates": [q[1] for q in queries]},
+    )
+    for idx, uprn, la_code, person_id, joined, birth_date in rows:
+        entry = found[idx - 1]
+        if not entry[0]:
+            entry = found[idx - 1] = (uprn, la_code, [])
+        if person_id is not None:
+            entry[2].append((person_id, joined, birth_date))
+    return found
+
+
+async def members_ever(session: AsyncSession, household_ids: Iterable[int]) -> set[int]:
+    """Everyone who has a residence at these households at any time."""
+    ids = list(set(household_ids))
+    if not ids:
+        return set()
+    rows = await session.execute(
+        select(Residence.person_id).where(Residence.household_id.in_(ids)).distinct()
+    )
+    return set(rows.scalars())

@@ -1,0 +1,217 @@
+"""SQL for accepted events, rejections and the worker's stored offsets."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select, text, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lookout.ingest.models import ConsumerOffset, Event, Rejection
+from lookout.orgs.models import Organisation, OrgKind
+
+
+async def agencies_by_source(session: AsyncSession, sources: Iterable[str]) -> dict[str, str]:
+    """The organisation id registered for each ``source`` URI (agencies only)."""
+    wanted = list(set(sources))
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(Organisation.source, Organisation.id).where(
+            Organisation.kind == OrgKind.agency, Organisation.source.in_(wanted)
+        )
+    )
+    return {r.source: r.id for r in rows}
+
+
+async def known_hashes(
+    session: AsyncSession, keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], bytes]:
+    """Content hash of each (source, id) already accepted."""
+    wanted = list(set(keys))
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(Event.source, Event.event_id, Event.content_hash).where(
+            tuple_(Event.source, Event.event_id).in_(wanted)
+        )
+    )
+    return {(r.source, r.event_id): r.content_hash for r in rows}
+
+
+async def retractions_of(
+    session: AsyncSession, keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], int]:
+    """Earlier-arrived retractions aimed at these (source, id) events: retraction pk by target."""
+    wanted = list(set(keys))
+    if not wanted:
+        return {}
+    target = Event.facts["retracts"].astext
+    rows = await session.execute(
+        select(Event.source, target.label("target"), Event.id).where(
+            Event.type == "uk.lookout.event.retraction.v1",
+            tuple_(Event.source, target).in_(wanted),
+        )
+    )
+    return {(r.source, r.target): r.id for r in rows}
+
+
+async def insert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> list[int]:
+    if not rows:
+        return []
+    result = await session.execute(
+        insert(Event).returning(Event.id, sort_by_parameter_order=True), list(rows)
+    )
+    return list(result.scalars())
+
+
+@dataclass(frozen=True, slots=True)
+class Retracted:
+    event_pk: int
+    type: str
+    subject_person_id: int | None
+
+
+async def retract(session: AsyncSession, source: str, event_id: str, by: int) -> Retracted | None:
+    result = await session.execute(
+        update(Event)
+        .where(Event.source == source, Event.event_id == event_id, Event.retracted_by.is_(None))
+        .values(retracted_by=by)
+        .returning(Event.id, Event.type, Event.subject_person_id)
+    )
+    row = result.one_or_none()
+    return Retracted(row.id, row.type, row.subject_person_id) if row else None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    pk: int
+    source: str
+    event_id: str
+    type: str
+    time: datetime
+    data: dict[str, Any]
+    subject_person_id: int | None
+    household_id: int | None
+
+
+async def trigger_events_of(
+    session: AsyncSession, person_ids: Iterable[int], types: Iterable[str], since: datetime
+) -> list[StoredEvent]:
+    """Unretracted events of these types about these persons, no older than ``since``."""
+    ids, kinds = list(set(person_ids)), list(set(types))
+    if not ids or not kinds:
+        return []
+    rows = await session.execute(
+        select(
+            Event.id,
+            Event.source,
+            Event.event_id,
+            Event.type,
+            Event.event_time,
+            Event.data,
+            Event.subject_person_id,
+            Event.household_id,
+        ).where(
+            Event.subject_person_id.in_(ids),
+            Event.type.in_(kinds),
+            Event.event_time >= since,
+            Event.retracted_by.is_(None),
+            Event.data.is_not(None),
+        )
+    )
+    return [StoredEvent(*r) for r in rows]
+
+
+async def insert_rejections(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(insert(Rejection), list(rows))
+
+
+async def unpublished_rejections(session: AsyncSession, limit: int) -> list[Rejection]:
+    rows = await session.execute(
+        select(Rejection)
+        .where(Rejection.dlq_published_at.is_(None))
+        .order_by(Rejection.created_at)
+        .limit(limit)
+    )
+    return list(rows.scalars())
+
+
+async def mark_published(session: AsyncSession, ids: Sequence[uuid.UUID]) -> None:
+    if ids:
+        await session.execute(
+            update(Rejection).where(Rejection.id.in_(ids)).values(dlq_published_at=func.now())
+        )
+
+
+# Offsets ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """What the worker believes is stored for a partition: the compare-and-set's expectation."""
+
+    cluster_id: str
+    next_offset: int
+
+
+async def stored_positions(
+    session: AsyncSession, group_id: str, topic: str, partitions: Iterable[int]
+) -> dict[int, Position]:
+    rows = await session.execute(
+        select(
+            ConsumerOffset.partition, ConsumerOffset.cluster_id, ConsumerOffset.next_offset
+        ).where(
+            ConsumerOffset.group_id == group_id,
+            ConsumerOffset.topic == topic,
+            ConsumerOffset.partition.in_(list(partitions)),
+        )
+    )
+    return {r.partition: Position(r.cluster_id, r.next_offset) for r in rows}
+
+
+_INSERT_OFFSET = text(
+    """
+    INSERT INTO consumer_offsets (group_id, topic, partition, cluster_id, next_offset)
+    VALUES (:group_id, :topic, :partition, :cluster_id, :next_offset)
+    ON CONFLICT DO NOTHING
+    """
+)
+
+
+async def compare_and_set_offset(
+    session: AsyncSession,
+    group_id: str,
+    topic: str,
+    partition: int,
+    expected: Position | None,
+    new: Position,
+) -> bool:
+    """Move the stored offset from ``expected`` to ``new``; False if someone else moved it."""
+    params = {
+        "group_id": group_id,
+        "topic": topic,
+        "partition": partition,
+        "cluster_id": new.cluster_id,
+        "next_offset": new.next_offset,
+    }
+    if expected is None:
+        result = await session.execute(_INSERT_OFFSET, params)
+    else:
+        result = await session.execute(
+            update(ConsumerOffset)
+            .where(
+                ConsumerOffset.group_id == group_id,
+                ConsumerOffset.topic == topic,
+                ConsumerOffset.partition == partition,
+                ConsumerOffset.cluster_id == expected.cluster_id,
+                ConsumerOffset.next_offset == expected.next_offset,
+            )
+            .values(cluster_id=new.cluster_id, next_offset=new.next_offset, updated_at=func.now())
+        )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]

@@ -1,0 +1,74 @@
+"""Every Prometheus metric Lookout exposes, defined once. Labels stay low-cardinality:
+never a person, event or alert id."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS_CONSUMED = Counter(
+    "lookout_events_consumed_total",
+    "Messages consumed from the events topic, by event type and outcome.",
+    ["type", "outcome"],
+)
+REJECTIONS = Counter(
+    "lookout_rejections_total",
+    "Rejected messages (recorded and copied to the DLQ), by reason.",
+    ["reason"],
+)
+DLQ_PUBLISHED = Counter("lookout_dlq_published_total", "Rejections copied to the DLQ topic.")
+BATCH_SIZE = Histogram(
+    "lookout_worker_batch_size",
+    "Messages per worker batch.",
+    buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 2000, 5000),
+)
+BATCH_SECONDS = Histogram(
+    "lookout_worker_batch_seconds",
+    "Time to process and commit one batch.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+BATCH_RETRIES = Counter(
+    "lookout_worker_batch_retries_total", "Batches retried after a retriable error.", ["error"]
+)
+FENCED = Counter(
+    "lookout_worker_fenced_total",
+    "Batches refused because the stored offset moved (partition lost).",
+)
+RULE_EVALUATIONS = Counter(
+    "lookout_rule_evaluations_total", "Rule evaluations of trigger events.", ["rule"]
+)
+ALERTS_RAISED = Counter(
+    "lookout_alerts_raised_total",
+    "Alerts raised, by rule, severity and recipient kind.",
+    ["rule", "severity", "recipient_kind"],
+)
+ALERTS_UNDELIVERABLE = Counter(
+    "lookout_alerts_undeliverable_total",
+    "Alerts raised with no registered recipient organisation.",
+    ["rule"],
+)
+ALERT_EVIDENCE_ADDED = Counter(
+    "lookout_alert_evidence_added_total",
+    "Matches absorbed as evidence into an open alert.",
+    ["rule"],
+)
+EVENT_TO_ALERT_SECONDS = Histogram(
+    "lookout_event_to_alert_seconds",
+    "From the trigger event's time to the alert's commit.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
+)
+NEW_CLUSTER = Counter(
+    "lookout_worker_new_log_total",
+    "Partitions found on a new broker cluster and read from the start.",
+)
+API_REQUESTS = Counter(
+    "lookout_api_requests_total",
+    "HTTP requests, by route, method and status.",
+    ["route", "method", "status"],
+)
+API_LATENCY = Histogram(
+    "lookout_api_request_seconds",
+    "HTTP request latency, by route and method.",
+    ["route", "method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+WORKER_UP = Gauge("lookout_worker_assigned_partitions", "Partitions assigned to this worker.")

@@ -1,0 +1,445 @@
+"""The one place that states the order of the stages for a batch of messages:
+
+validate -> registered source -> dedupe -> resolve identity -> update household graph
+-> lock the households -> evaluate rules -> raise alerts -> audit -> rejections -> offsets
+
+Everything runs in the caller's transaction (the worker commits once per batch), so graph
+updates, alerts, rejections, audit records and the consumer's offsets land together or not
+at all.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.types import BigInteger
+
+from lookout import metrics
+from lookout.alerts import repository as alerts_repository
+from lookout.alerts import service as alerts
+from lookout.audit.actions import Action
+from lookout.audit.service import WORKER, Entry, record
+from lookout.household import repository as household_repository
+from lookout.household import service as household
+from lookout.household.snapshot import age_on
+from lookout.identity import repository as identity_repository
+from lookout.identity.service import PersonRef, resolve
+from lookout.ingest import repository as ingest
+from lookout.ingest.catalogue import Catalogue
+from lookout.ingest.repository import Position, StoredEvent
+from lookout.ingest.validation import Invalid, Reason, Valid, person_refs, validate
+from lookout.rules.evaluator import Candidate, TriggerEvent, evaluate
+from lookout.rules.model import Rule
+
+RESIDENCE = "uk.lookout.person.residence.v1"
+RELATIONSHIP = "uk.lookout.person.relationship.v1"
+RETRACTION = "uk.lookout.event.retraction.v1"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One consumed Kafka record, independent of the client library."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    catalogue: Catalogue
+    rules: Sequence[Rule]
+    group_id: str
+    cluster_id: str
+    max_event_bytes: int
+    max_future_skew: timedelta
+    alerting_horizon: timedelta
+    timezone: ZoneInfo
+    clock: Callable[[], datetime]
+
+    @property
+    def trigger_types(self) -> frozenset[str]:
+        return frozenset(t for r in self.rules for t in r.spec.trigger.types)
+
+
+@dataclass(frozen=True, slots=True)
+class RejectionOut:
+    id: uuid.UUID
+    reason: Reason
+    message: Message
+
+
+@dataclass
+class BatchResult:
+    accepted: int = 0
+    duplicates: int = 0
+    rejections: list[RejectionOut] = field(default_factory=list)
+    alerts: list[alerts.Raised] = field(default_factory=list)
+
+
+class Fenced(Exception):
+    """The stored offset of a partition moved: this worker no longer owns it. Roll back."""
+
+
+@dataclass
+class _Accepted:
+    message: Message
+    valid: Valid
+    org_id: str
+    pk: int = 0
+    subject_person_id: int | None = None
+    persons: list[int] = field(default_factory=list)
+    household_id: int | None = None
+    facts: dict[str, Any] = field(default_factory=dict)
+    retracted_by: int | None = None
+
+
+_LOCK = text(
+    "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT unnest(:keys) AS k ORDER BY 1) AS s"
+).bindparams(bindparam("keys", type_=ARRAY(BigInteger)))
+_PERSON_LOCK, _HOUSEHOLD_LOCK = 1 << 60, 2 << 60
+
+
+async def _lock(session: AsyncSession, namespace: int, ids: set[int]) -> None:
+    """Serialise work on persons, then households, across workers; sorted keys, no deadlock."""
+    if ids:
+        await session.execute(_LOCK, {"keys": sorted(namespace | i for i in ids)})
+
+
+async def process_batch(
+    session: AsyncSession,
+    messages: Sequence[Message],
+    config: PipelineConfig,
+    positions: Mapping[tuple[str, int], Position | None],
+) -> BatchResult:
+    result = BatchResult()
+    now = config.clock()
+    audit: list[Entry] = []
+    rejected: list[tuple[Message, Invalid]] = []
+
+    # 1. Validate each message on its own.
+    valid: list[tuple[Message, Valid]] = []
+    for message in messages:
+        outcome = validate(
+            message.value,
+            catalogue=config.catalogue,
+            max_bytes=config.max_event_bytes,
+            now=now,
+            max_skew=config.max_future_skew,
+        )
+        if isinstance(outcome, Invalid):
+            rejected.append((message, outcome))
+        else:
+            valid.append((message, outcome))
+
+    # 2. Only registered agencies publish.
+    agencies = await ingest.agencies_by_source(session, (v.event.source for _, v in valid))
+    registered: list[tuple[Message, Valid]] = []
+    for message, v in valid:
+        if v.event.source in agencies:
+            registered.append((message, v))
+        else:
+            rejected.append(
+                (message, _invalid(v, Reason.unknown_source, "source is not a registered agency"))
+            )
+
+    # 3. Dedupe on (source, id): same content is absorbed, different content rejected.
+    seen = await ingest.known_hashes(session, ((v.event.source, v.event.id) for _, v in registered))
+    fresh: list[_Accepted] = []
+    for message, v in registered:
+        key = (v.event.source, v.event.id)
+        if key in seen:
+            if seen[key] == v.content_hash:
+                result.duplicates += 1
+                metrics.EVENTS_CONSUMED.labels(v.event.type, "duplicate").inc()
+            else:
+                rejected.append(
+                    (
+                        message,
+                        _invalid(
+                            v,
+                            Reason.duplicate_conflict,
+                            "an earlier event with this source and id has different content",
+                        ),
+                    )
+                )
+            continue
+        seen[key] = v.content_hash
+        fresh.append(_Accepted(message, v, agencies[v.event.source]))
+
+    # 4. Resolve every person the events name.
+    refs: list[PersonRef] = []
+    owners: list[tuple[int, str]] = []
+    for index, item in enumerate(fresh):
+        for _, role, person in person_refs(item.valid.event.type, item.valid.event.data):
+            refs.append(PersonRef(item.org_id, person))
+            owners.append((index, role))
+    person_ids = await resolve(session, refs)
+    for (index, role), person_id in zip(owners, person_ids, strict=True):
+        item = fresh[index]
+        item.persons.append(person_id)
+        if role == "subject" and item.subject_person_id is None:
+            item.subject_person_id = person_id
+    await _lock(session, _PERSON_LOCK, {p for item in fresh for p in item.persons})
+
+    # 5. Households and the facts each event contributes to the graph.
+    addresses = {
+        (a["uprn"], a["la_code"])
+        for item in fresh
+        if isinstance(a := item.valid.event.data.get("address"), dict)
+    }
+    households = await household_repository.household_ids(session, addresses)
+    for item in fresh:
+        _extract_facts(item, households)
+    earlier_retractions = await ingest.retractions_of(
+        session, ((i.valid.event.source, i.valid.event.id) for i in fresh)
+    )
+    for item in fresh:
+        item.retracted_by = earlier_retractions.get((item.valid.event.source, item.valid.event.id))
+    pks = await ingest.insert_events(session, [_event_row(item) for item in fresh])
+    for item, pk in zip(fresh, pks, strict=True):
+        item.pk = pk
+        audit.append(
+            Entry(Action.event_accepted, "event", str(pk), details={"type": item.valid.event.type})
+        )
+        metrics.EVENTS_CONSUMED.labels(item.valid.event.type, "accepted").inc()
+    result.accepted = len(fresh)
+
+    # 6. Retractions: the withdrawn event stops counting; alerts it supported go to review.
+    rebuild = {
+        i.subject_person_id
+        for i in fresh
+        if i.valid.event.type == RESIDENCE and i.subject_person_id
+    }
+    for item in fresh:
+        if item.valid.event.type != RETRACTION:
+            continue
+        target = await ingest.retract(
+            session, item.valid.event.source, item.facts["retracts"], item.pk
+        )
+        if target is None:
+            continue  # not arrived yet: it will be stored as retracted when it does
+        audit.append(
+            Entry(Action.event_retracted, "event", str(target.event_pk), details={"by": item.pk})
+        )
+        if target.type == RESIDENCE and target.subject_person_id:
+            rebuild.add(target.subject_person_id)
+        if target.type == RELATIONSHIP:
+            await household_repository.remove_relationships_of_events(session, [target.event_pk])
+        affected = await alerts_repository.alerts_with_evidence(session, [target.event_pk])
+        await alerts_repository.mark_for_review(
+            session, affected, "a supporting event was retracted by its publisher"
+        )
+        audit.extend(
+            Entry(
+                Action.alert_marked_for_review,
+                "alert",
+                str(a),
+                details={"retracted_event": target.event_pk},
+            )
+            for a in affected
+        )
+
+    # 7. The household graph.
+    touched = await household.rebuild_residences(session, rebuild)
+    await household_repository.add_relationships(
+        session,
+        [
+            {
+                "person_id": i.subject_person_id,
+                "related_person_id": i.facts["related_person_id"],
+                "kind": i.facts["relationship"],
+                "valid_from": _date(i.facts.get("start_date")),
+                "valid_to": _date(i.facts.get("end_date")),
+                "event_id": i.pk,
+            }
+            for i in fresh
+            if i.valid.event.type == RELATIONSHIP and i.retracted_by is None
+        ],
+    )
+
+    # 8. What to evaluate: this batch's trigger events, and the trigger events (within the
+    # alerting horizon) of everyone in a household whose membership just changed.
+    since = now - config.alerting_horizon
+    to_evaluate: dict[int, StoredEvent] = {
+        i.pk: StoredEvent(
+            i.pk,
+            i.valid.event.source,
+            i.valid.event.id,
+            i.valid.event.type,
+            i.valid.event.time,
+            i.valid.event.data,
+            i.subject_person_id,
+            i.household_id,
+        )
+        for i in fresh
+        if i.valid.event.type in config.trigger_types
+        and i.retracted_by is None
+        and i.valid.event.time >= since
+    }
+    if touched:
+        residents = await household_repository.members_ever(session, touched)
+        for stored in await ingest.trigger_events_of(
+            session, residents, config.trigger_types, since
+        ):
+            to_evaluate.setdefault(stored.pk, stored)
+    if to_evaluate:
+        result.alerts = await _evaluate(session, config, list(to_evaluate.values()), touched, audit)
+
+    # 9. Rejections, audit and offsets, in the same transaction.
+    rows = []
+    for message, invalid in rejected:
+        rejection_id = uuid.uuid4()
+        result.rejections.append(RejectionOut(rejection_id, invalid.reason, message))
+        metrics.REJECTIONS.labels(invalid.reason.value).inc()
+        metrics.EVENTS_CONSUMED.labels(invalid.event_type or "unknown", "rejected").inc()
+        rows.append(
+            {
+                "id": rejection_id,
+                "reason": invalid.reason.value,
+                "detail": invalid.detail,
+                "source": invalid.source,
+                "event_id": invalid.event_id,
+                "event_type": invalid.event_type,
+                "raw": message.value,
+                "kafka_key": message.key,
+                "kafka_topic": message.topic,
+                "kafka_partition": message.partition,
+                "kafka_offset": message.offset,
+            }
+        )
+        audit.append(
+            Entry(
+                Action.event_rejected, "rejection", str(rejection_id), outcome=invalid.reason.value
+            )
+        )
+    await ingest.insert_rejections(session, rows)
+    await record(session, WORKER, audit)
+    await _advance_offsets(session, messages, config, positions)
+    return result
+
+
+async def _evaluate(
+    session: AsyncSession,
+    config: PipelineConfig,
+    events: list[StoredEvent],
+    touched: set[int],
+    audit: list[Entry],
+) -> list[alerts.Raised]:
+    local_dates = [e.time.astimezone(config.timezone).date() for e in events]
+    subject_households = await household_repository.households_of(
+        session, [(e.subject_person_id or 0, d) for e, d in zip(events, local_dates, strict=True)]
+    )
+    targets: list[tuple[StoredEvent, date, int]] = []
+    for event, on, found in zip(events, local_dates, subject_households, strict=True):
+        for household_id in {event.household_id} if event.household_id else set(found):
+            targets.append((event, on, household_id))
+    await _lock(session, _HOUSEHOLD_LOCK, touched | {h for _, _, h in targets})
+    births = await identity_repository.birth_dates(
+        session, (e.subject_person_id for e in events if e.subject_person_id)
+    )
+    snapshots = await household.snapshots(session, [(h, on) for _, on, h in targets])
+    matches: list[tuple[TriggerEvent, Candidate]] = []
+    for (event, on, _), snapshot in zip(targets, snapshots, strict=True):
+        trigger = TriggerEvent(
+            event_pk=event.pk,
+            source=event.source,
+            event_id=event.event_id,
+            type=event.type,
+            time=event.time,
+            data=event.data,
+            subject_person_id=event.subject_person_id,
+            subject_age=age_on(births.get(event.subject_person_id or 0), on),
+        )
+        for rule in config.rules:
+            if event.type in rule.spec.trigger.types:
+                metrics.RULE_EVALUATIONS.labels(rule.id).inc()
+        matches.extend((trigger, c) for c in evaluate(config.rules, trigger, snapshot))
+    return await alerts.apply(session, matches, audit)
+
+
+async def _advance_offsets(
+    session: AsyncSession,
+    messages: Sequence[Message],
+    config: PipelineConfig,
+    positions: Mapping[tuple[str, int], Position | None],
+) -> None:
+    ends: dict[tuple[str, int], int] = defaultdict(int)
+    for m in messages:
+        ends[(m.topic, m.partition)] = max(ends[(m.topic, m.partition)], m.offset + 1)
+    for (topic, partition), end in sorted(ends.items()):
+        ok = await ingest.compare_and_set_offset(
+            session,
+            config.group_id,
+            topic,
+            partition,
+            positions.get((topic, partition)),
+            Position(config.cluster_id, end),
+        )
+        if not ok:
+            raise Fenced(f"{topic}[{partition}]")
+
+
+def _invalid(v: Valid, reason: Reason, detail: str) -> Invalid:
+    return Invalid(reason, detail, v.event.source, v.event.id, v.event.type)
+
+
+def _date(value: Any) -> date | None:
+    return date.fromisoformat(value) if isinstance(value, str) else None
+
+
+def _extract_facts(item: _Accepted, households: Mapping[tuple[str, str], int]) -> None:
+    """The graph facts of an event, with internal ids only (they outlive the payload)."""
+    event = item.valid.event
+    data = event.data
+    address = data.get("address")
+    if isinstance(address, dict):
+        item.household_id = households[(address["uprn"], address["la_code"])]
+    if event.type == RESIDENCE:
+        item.facts = {
+            "household_id": item.household_id,
+            "change": data["change"],
+            "date": data["date"],
+            "keeps_previous": bool(data.get("keeps_previous", False)),
+        }
+    elif event.type == RELATIONSHIP:
+        item.facts = {
+            "related_person_id": item.persons[1],
+            "relationship": data["relationship"],
+            "start_date": data.get("start_date"),
+            "end_date": data.get("end_date"),
+        }
+    elif event.type == RETRACTION:
+        item.facts = {"retracts": data["retracted_event_id"]}
+    if len(item.persons) > 1 or (item.persons and item.subject_person_id is None):
+        item.facts["persons"] = item.persons
+
+
+def _event_row(item: _Accepted) -> dict[str, Any]:
+    event = item.valid.event
+    return {
+        "source": event.source,
+        "event_id": event.id,
+        "type": event.type,
+        "event_time": event.time,
+        "subject_ref": event.subject,
+        "content_hash": item.valid.content_hash,
+        "subject_person_id": item.subject_person_id,
+        "household_id": item.household_id,
+        "data": event.data,
+        "facts": item.facts,
+        "retracted_by": item.retracted_by,
+        "kafka_partition": item.message.partition,
+        "kafka_offset": item.message.offset,
+    }

@@ -1,0 +1,143 @@
+"""Rule files: their shape (validated on load), their version, and their compiled form.
+
+A rule file is YAML; ``rules/README.md`` is the author's reference. The version of a rule
+is the SHA-256 of its normalised content, so any change makes a new version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+import cel
+import orjson
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from lookout.ingest.schemas import EVENT_TYPE_PATTERN
+
+
+class Severity(StrEnum):
+    low = "low"
+    medium = "medium"
+    high = "high"
+    urgent = "urgent"
+
+
+class UnknownAge(StrEnum):
+    counts = "counts"  # a member with no date of birth counts as matching (and is named so)
+    excluded = "excluded"  # a member with no date of birth does not match
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SubjectSpec(_Strict):
+    age_at_least: int | None = Field(default=None, ge=0, le=130)
+    age_under: int | None = Field(default=None, ge=0, le=130)
+    unknown_age: UnknownAge = UnknownAge.excluded
+
+
+class TriggerSpec(_Strict):
+    types: list[str] = Field(min_length=1)
+    subject: SubjectSpec = SubjectSpec()
+    condition: str | None = None
+    description: str
+
+
+class MemberSpec(_Strict):
+    age_under: int | None = Field(default=None, ge=0, le=130)
+    age_at_least: int | None = Field(default=None, ge=0, le=130)
+    unknown_age: UnknownAge = UnknownAge.counts
+    exclude_subject: bool = True
+
+
+class HouseholdCondition(_Strict):
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    description: str
+    count_at_least: int = Field(default=1, ge=1)
+    member: MemberSpec
+
+
+class RuleSpec(_Strict):
+    id: str = Field(pattern=r"^[a-z][a-z0-9-]*$", max_length=100)
+    title: str
+    description: str
+    owner: str
+    review_date: str
+    severity: Severity
+    trigger: TriggerSpec
+    household: list[HouseholdCondition] = Field(default_factory=list)
+    recipients: list[Literal["children_services"]] = Field(min_length=1)
+    cooldown_days: int = Field(default=0, ge=0)
+    summary: str = Field(max_length=500)
+    lawful_basis: str
+
+
+class RuleError(ValueError):
+    """A rule file that cannot be used, with the file and what to fix."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    spec: RuleSpec
+    version: str
+    condition: cel.Program | None
+    path: Path | None = None
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+
+def rule_version(content: dict[str, Any]) -> str:
+    return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def compile_rule(content: Any, *, path: Path | None = None) -> Rule:
+    where = str(path) if path else "rule"
+    if not isinstance(content, dict):
+        raise RuleError(f"{where}: a rule file must be a YAML mapping")
+    try:
+        spec = RuleSpec.model_validate(content)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            for e in exc.errors(include_url=False)
+        )
+        raise RuleError(f"{where}: {problems}") from None
+
+    for event_type in spec.trigger.types:
+        if not re.match(EVENT_TYPE_PATTERN, event_type):
+            raise RuleError(f"{where}: trigger.types: {event_type!r} is not an event type")
+    program = None
+    if spec.trigger.condition:
+        try:
+            program = cel.compile(spec.trigger.condition)
+        except ValueError as exc:
+            raise RuleError(f"{where}: trigger.condition: {exc}") from None
+    return Rule(spec=spec, version=rule_version(content), condition=program, path=path)
+
+
+def load_rule_file(path: Path) -> Rule:
+    try:
+        content = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise RuleError(f"{path}: not valid YAML: {exc}") from None
+    return compile_rule(content, path=path)
+
+
+def load_rules(directory: Path) -> list[Rule]:
+    """Every ``*.yaml`` rule in ``directory`` (not its subfolders), sorted by id."""
+    rules = [load_rule_file(p) for p in sorted(directory.glob("*.yaml"))]
+    seen: set[str] = set()
+    for rule in rules:
+        if rule.id in seen:
+            raise RuleError(f"{rule.path}: rule id {rule.id!r} is used twice")
+        seen.add(rule.id)
+    return sorted(rules, key=lambda r: r.id)
