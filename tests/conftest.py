@@ -55,7 +55,9 @@ def infra() -> Iterator[Infra]:
             database_url = pg.url
         bootstrap = os.environ.get("LOOKOUT_TEST_KAFKA_BOOTSTRAP_SERVERS")
         if not bootstrap:
-            broker = stack.enter_context(EmbeddedBroker.start(workdir / "broker.log", die_with_parent=True))
+            broker = stack.enter_context(
+                EmbeddedBroker.start(workdir / "broker.log", die_with_parent=True)
+            )
             bootstrap = broker.bootstrap_servers
         infra = Infra(database_url, bootstrap)
 
@@ -154,7 +156,9 @@ async def api_url(settings: Settings) -> AsyncIterator[str]:
 
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        uvicorn.Config(
+            create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+        )
     )
     task = asyncio.create_task(server.serve())
     while not server.started:

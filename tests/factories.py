@@ -52,7 +52,14 @@ def years_before(at: datetime, years: int, days: int = 0) -> date:
     return on.replace(year=on.year - years) - timedelta(days=days)
 
 
-def event(type_: str, data: dict[str, Any], *, at: datetime = NOW, source: str = COUNCIL, id_: str | None = None) -> dict[str, Any]:
+def event(
+    type_: str,
+    data: dict[str, Any],
+    *,
+    at: datetime = NOW,
+    source: str = COUNCIL,
+    id_: str | None = None,
+) -> dict[str, Any]:
     n = next(_serial)
     return {
         "specversion": "1.0",
@@ -66,15 +73,29 @@ def event(type_: str, data: dict[str, Any], *, at: datetime = NOW, source: str =
     }
 
 
-def moved_in(who: dict[str, Any], on: date, address: dict[str, str] = ADDRESS, **kw: Any) -> dict[str, Any]:
-    return event("person.residence", {"person": who, "address": address, "change": "moved_in", "date": on.isoformat()}, **kw)
+def moved_in(
+    who: dict[str, Any], on: date, address: dict[str, str] = ADDRESS, **kw: Any
+) -> dict[str, Any]:
+    return event(
+        "person.residence",
+        {"person": who, "address": address, "change": "moved_in", "date": on.isoformat()},
+        **kw,
+    )
 
 
-def moved_out(who: dict[str, Any], on: date, address: dict[str, str] = ADDRESS, **kw: Any) -> dict[str, Any]:
-    return event("person.residence", {"person": who, "address": address, "change": "moved_out", "date": on.isoformat()}, **kw)
+def moved_out(
+    who: dict[str, Any], on: date, address: dict[str, str] = ADDRESS, **kw: Any
+) -> dict[str, Any]:
+    return event(
+        "person.residence",
+        {"person": who, "address": address, "change": "moved_out", "date": on.isoformat()},
+        **kw,
+    )
 
 
-def ed_attendance(who: dict[str, Any], reasons: Sequence[str] = ("alcohol",), *, at: datetime = NOW, **kw: Any) -> dict[str, Any]:
+def ed_attendance(
+    who: dict[str, Any], reasons: Sequence[str] = ("alcohol",), *, at: datetime = NOW, **kw: Any
+) -> dict[str, Any]:
     data = {"patient": who, "site_ods_code": "RQXM1", "presenting_reasons": list(reasons)}
     return event("health.ed_attendance", data, at=at, source=HOSPITAL, **kw)
 
@@ -83,16 +104,48 @@ def encode(events: Sequence[dict[str, Any] | bytes]) -> list[bytes]:
     return [e if isinstance(e, bytes) else orjson.dumps(e) for e in events]
 
 
-async def register_orgs(sessions: async_sessionmaker[AsyncSession], *, children_services: bool = True) -> None:
+async def register_orgs(
+    sessions: async_sessionmaker[AsyncSession], *, children_services: bool = True
+) -> None:
     async with sessions() as session, session.begin():
-        await service.create_org(session, TEST_ACTOR, org_id="test-hospital", name="Hospital", kind=OrgKind.agency, source=HOSPITAL)
-        await service.create_org(session, TEST_ACTOR, org_id="test-council", name="Council", kind=OrgKind.agency, source=COUNCIL)
+        await service.create_org(
+            session,
+            TEST_ACTOR,
+            org_id="test-hospital",
+            name="Hospital",
+            kind=OrgKind.agency,
+            source=HOSPITAL,
+        )
+        await service.create_org(
+            session,
+            TEST_ACTOR,
+            org_id="test-council",
+            name="Council",
+            kind=OrgKind.agency,
+            source=COUNCIL,
+        )
         if children_services:
-            await service.create_org(session, TEST_ACTOR, org_id="hackney-cs", name="Hackney CS", kind=OrgKind.children_services, la_code=LA)
-            await service.create_org(session, TEST_ACTOR, org_id="barking-cs", name="Barking CS", kind=OrgKind.children_services, la_code=OTHER_LA)
+            await service.create_org(
+                session,
+                TEST_ACTOR,
+                org_id="hackney-cs",
+                name="Hackney CS",
+                kind=OrgKind.children_services,
+                la_code=LA,
+            )
+            await service.create_org(
+                session,
+                TEST_ACTOR,
+                org_id="barking-cs",
+                name="Barking CS",
+                kind=OrgKind.children_services,
+                la_code=OTHER_LA,
+            )
 
 
-def pipeline_config(*, now: datetime = NOW, cluster_id: str = "cluster-a", group_id: str = "g") -> PipelineConfig:
+def pipeline_config(
+    *, now: datetime = NOW, cluster_id: str = "cluster-a", group_id: str = "g"
+) -> PipelineConfig:
     return PipelineConfig(
         catalogue=Catalogue.load(PROJECT_ROOT / "schemas"),
         rules=load_rules(PROJECT_ROOT / "rules"),
@@ -109,23 +162,30 @@ def pipeline_config(*, now: datetime = NOW, cluster_id: str = "cluster-a", group
 class Feeder:
     """Feeds messages through the pipeline in batches, one transaction each, like the worker."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], config: PipelineConfig | None = None) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], config: PipelineConfig | None = None
+    ) -> None:
         self.sessions = sessions
         self.config = config or pipeline_config()
         self.offsets: dict[int, int] = {}
         self.positions: dict[tuple[str, int], Any] = {}
 
-    async def feed(self, events: Sequence[dict[str, Any] | bytes], partition: int = 0) -> BatchResult:
+    async def feed(
+        self, events: Sequence[dict[str, Any] | bytes], partition: int = 0
+    ) -> BatchResult:
         start = self.offsets.get(partition, 0)
         messages = [
-            Message("events", partition, start + i, b"key", raw) for i, raw in enumerate(encode(events))
+            Message("events", partition, start + i, b"key", raw)
+            for i, raw in enumerate(encode(events))
         ]
         async with self.sessions() as session, session.begin():
             result = await process_batch(session, messages, self.config, self.positions)
         from lookout.ingest.repository import Position
 
         self.offsets[partition] = start + len(messages)
-        self.positions[("events", partition)] = Position(self.config.cluster_id, self.offsets[partition])
+        self.positions[("events", partition)] = Position(
+            self.config.cluster_id, self.offsets[partition]
+        )
         return result
 
     async def feed_each(self, events: Sequence[dict[str, Any] | bytes]) -> list[BatchResult]:

@@ -41,7 +41,8 @@ def _settings(*need: str) -> Settings:
     if missing:
         names = ", ".join(f"LOOKOUT_{n.upper()}" for n in missing)
         typer.echo(
-            f"error: {names} not set and no running stack found (.lookout/dev.env): start one with `make run`",
+            f"error: {names} not set and no running stack found (.lookout/dev.env): "
+            "start one with `make run`",
             err=True,
         )
         raise typer.Exit(2)

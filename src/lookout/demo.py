@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from lookout.cli import OPERATOR
 from lookout.db import create_engine, session_factory
 from lookout.errors import Conflict
+from lookout.identity.identifiers import nhs_number_check_digit
 from lookout.orgs import service
 from lookout.orgs.models import OrgKind
 from lookout.publisher import publish_events
@@ -27,27 +28,43 @@ from lookout.settings import Settings
 LA = "E09000012"
 HOSPITAL_SOURCE = "urn:lookout:agency:demo-hospital-ed"
 COUNCIL_SOURCE = "urn:lookout:agency:demo-council-housing"
-ADDRESS = {"uprn": "100023336956", "la_code": LA}
-MOTHER = {
-    "nhs_number": "9434765919",
-    "given_name": "Sarah",
-    "family_name": "Turner",
-    "birth_date": "1991-03-14",
-}
-CHILDREN = [
-    {
-        "nhs_number": "9434765870",
-        "given_name": "Leo",
+
+
+def _nhs_number() -> str:
+    """A random number that passes the NHS Modulus 11 check (demo data, not a real person)."""
+    while True:
+        body = f"9{secrets.randbelow(10**8):08d}"
+        digit = nhs_number_check_digit(body)
+        if digit is not None:
+            return body + str(digit)
+
+
+def family() -> tuple[dict[str, str], dict[str, Any], list[dict[str, Any]]]:
+    """A new address and family each run, so the demo can be run again and again."""
+    address = {"uprn": str(100_000_000_000 + secrets.randbelow(10**9)), "la_code": LA}
+    mother = {
+        "nhs_number": _nhs_number(),
+        "given_name": "Sarah",
         "family_name": "Turner",
-        "birth_date": "2018-06-02",
-    },
-    {
-        "nhs_number": "9434765889",
-        "given_name": "Mia",
-        "family_name": "Turner",
-        "birth_date": "2021-09-19",
-    },
-]
+        "birth_date": "1991-03-14",
+    }
+    children = [
+        {
+            "nhs_number": _nhs_number(),
+            "given_name": "Leo",
+            "family_name": "Turner",
+            "birth_date": "2018-06-02",
+        },
+        {
+            "nhs_number": _nhs_number(),
+            "given_name": "Mia",
+            "family_name": "Turner",
+            "birth_date": "2021-09-19",
+        },
+    ]
+    return address, mother, children
+
+
 HEADERS = {"X-Lookout-End-User": "demo-social-worker", "X-Lookout-Purpose": "safeguarding_triage"}
 
 
@@ -68,6 +85,7 @@ def scenario(now: datetime, run: str) -> list[dict[str, Any]]:
             "data": data,
         }
 
+    address, mother, children = family()
     moved_in = (now - timedelta(days=400)).date().isoformat()
     events = [
         event(
@@ -76,9 +94,9 @@ def scenario(now: datetime, run: str) -> list[dict[str, Any]]:
             "person.residence",
             now - timedelta(days=400),
             f"tenancy-{run}-{i}",
-            {"person": p, "address": ADDRESS, "change": "moved_in", "date": moved_in},
+            {"person": p, "address": address, "change": "moved_in", "date": moved_in},
         )
-        for i, p in enumerate([MOTHER, *CHILDREN], 1)
+        for i, p in enumerate([mother, *children], 1)
     ]
     events.append(
         event(
@@ -87,7 +105,7 @@ def scenario(now: datetime, run: str) -> list[dict[str, Any]]:
             "health.ed_attendance",
             now - timedelta(minutes=5),
             f"ed-{run}",
-            {"patient": MOTHER, "site_ods_code": "RQXM1", "presenting_reasons": ["alcohol"]},
+            {"patient": mother, "site_ods_code": "RQXM1", "presenting_reasons": ["alcohol"]},
         )
     )
     return events
@@ -160,7 +178,8 @@ def run_demo(settings: Settings) -> int:
                 print("\nFetch it yourself:\n")
                 print(
                     f"  TOKEN=$(curl -s {api}/v1/token -d grant_type=client_credentials "
-                    f"-d client_id={client_id} -d client_secret={secret} | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')"
+                    f"-d client_id={client_id} -d client_secret={secret} | "
+                    "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')"
                 )
                 print(
                     f'  curl -s {api}/v1/alerts/{alert["id"]} -H "Authorization: Bearer $TOKEN" '

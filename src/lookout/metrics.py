@@ -36,6 +36,11 @@ FENCED = Counter(
 RULE_EVALUATIONS = Counter(
     "lookout_rule_evaluations_total", "Rule evaluations of trigger events.", ["rule"]
 )
+RULE_ERRORS = Counter(
+    "lookout_rule_errors_total",
+    "Trigger conditions that failed to evaluate on an event (treated as no match).",
+    ["rule"],
+)
 ALERTS_RAISED = Counter(
     "lookout_alerts_raised_total",
     "Alerts raised, by rule, severity and recipient kind.",

@@ -40,7 +40,21 @@ from lookout.settings import Settings
 
 log = structlog.get_logger("lookout.worker")
 
-RETRIABLE_SQLSTATES = {"40001", "40P01", "57P01", "57P02", "57P03", "08000", "08003", "08006"}
+# How often the worker re-sends rejections whose DLQ copy failed (or whose worker died).
+DLQ_SWEEP_INTERVAL_S = 30.0
+
+# 23505: another worker committed the same event first; on retry it is a duplicate.
+RETRIABLE_SQLSTATES = {
+    "23505",
+    "40001",
+    "40P01",
+    "57P01",
+    "57P02",
+    "57P03",
+    "08000",
+    "08003",
+    "08006",
+}
 
 
 def _retriable(exc: BaseException) -> bool:
@@ -122,8 +136,12 @@ class Worker:
             rules=len(self.config.rules),
         )
         try:
-            await self.publish_pending_rejections()
+            loop = asyncio.get_running_loop()
+            next_sweep = 0.0
             while not self.stopping.is_set():
+                if loop.time() >= next_sweep:
+                    await self.publish_pending_rejections()
+                    next_sweep = loop.time() + DLQ_SWEEP_INTERVAL_S
                 records = await self._consumer.getmany(
                     timeout_ms=200, max_records=s.worker_batch_max
                 )
@@ -211,11 +229,11 @@ class Worker:
             async with self.sessions() as session, session.begin():
                 await ingest.mark_published(session, [r.id for r in rejections])
             metrics.DLQ_PUBLISHED.inc(len(rejections))
-        except Exception as exc:  # the rows stay unpublished; the next sweep retries
+        except Exception as exc:  # the rows stay unpublished; the periodic sweep retries
             log.warning("dlq copy deferred", error=safe_error(exc), count=len(rejections))
 
     async def publish_pending_rejections(self) -> None:
-        """Rejections committed by a worker that died before copying them to the DLQ."""
+        """Rejections whose DLQ copy failed, or whose worker died before making it."""
         async with self.sessions() as session:
             pending = await ingest.unpublished_rejections(session, 10_000)
         await self.publish_rejections(

@@ -14,6 +14,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from tests.conftest import RunningWorker
+from tests.factories import TEST_ACTOR, ed_attendance, moved_in, person, register_orgs, years_before
 
 from lookout import kafka
 from lookout.alerts.models import Alert
@@ -21,8 +23,6 @@ from lookout.audit.models import AuditRecord
 from lookout.ingest.models import ConsumerOffset, Event, Rejection
 from lookout.orgs import service
 from lookout.settings import Settings
-from tests.conftest import RunningWorker
-from tests.factories import TEST_ACTOR, ed_attendance, moved_in, person, register_orgs, years_before
 
 pytestmark = pytest.mark.asyncio
 OLD_CLUSTER = "an-older-cluster"
@@ -41,8 +41,8 @@ async def publish(settings: Settings, events: Sequence[dict[str, Any] | bytes]) 
         await producer.stop()
 
 
-async def wait_for(predicate: Any, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_for(predicate: Any, within_s: float = 30.0) -> None:
+    deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
         if await predicate():
             return
@@ -52,10 +52,16 @@ async def wait_for(predicate: Any, timeout: float = 30.0) -> None:
 
 async def count(sessions: async_sessionmaker[AsyncSession], model: Any, *where: Any) -> int:
     async with sessions() as session:
-        return int((await session.execute(select(func.count()).select_from(model).where(*where))).scalar_one())
+        return int(
+            (
+                await session.execute(select(func.count()).select_from(model).where(*where))
+            ).scalar_one()
+        )
 
 
-async def caught_up(sessions: async_sessionmaker[AsyncSession], settings: Settings, total: int) -> bool:
+async def caught_up(
+    sessions: async_sessionmaker[AsyncSession], settings: Settings, total: int
+) -> bool:
     """The stored offsets, all on the current broker log, add up to ``total`` messages."""
     async with sessions() as session:
         rows = (
@@ -66,12 +72,18 @@ async def caught_up(sessions: async_sessionmaker[AsyncSession], settings: Settin
                 )
             )
         ).all()
-    return all(r.cluster_id != OLD_CLUSTER for r in rows) and sum(r.next_offset for r in rows) == total
+    return (
+        all(r.cluster_id != OLD_CLUSTER for r in rows) and sum(r.next_offset for r in rows) == total
+    )
 
 
 def nlgn_scenario() -> list[dict[str, Any]]:
     now = datetime.now(UTC)
-    mother, child1, child2 = person(years_before(now, 34)), person(years_before(now, 7)), person(years_before(now, 4))
+    mother, child1, child2 = (
+        person(years_before(now, 34)),
+        person(years_before(now, 7)),
+        person(years_before(now, 4)),
+    )
     since = years_before(now, 1)
     return [
         moved_in(mother, since, at=now - timedelta(days=300)),
@@ -82,7 +94,10 @@ def nlgn_scenario() -> list[dict[str, Any]]:
 
 
 async def token(http: httpx.AsyncClient, client_id: str, secret: str) -> str:
-    answer = await http.post("/v1/token", data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret})
+    answer = await http.post(
+        "/v1/token",
+        data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret},
+    )
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["token_type"] == "bearer"
@@ -91,7 +106,10 @@ async def token(http: httpx.AsyncClient, client_id: str, secret: str) -> str:
 
 
 async def test_published_event_becomes_an_alert_only_its_recipient_can_read(
-    settings: Settings, sessions: async_sessionmaker[AsyncSession], worker: RunningWorker, api_url: str
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    worker: RunningWorker,
+    api_url: str,
 ) -> None:
     await register_orgs(sessions)
     async with sessions() as session, session.begin():
@@ -109,7 +127,10 @@ async def test_published_event_becomes_an_alert_only_its_recipient_can_read(
         assert len(item["children"]) == 2
         detail = await http.get(f"/v1/alerts/{item['id']}", headers=own)
         assert detail.status_code == 200
-        assert [c["id"] for c in detail.json()["explanation"]["conditions"]] == ["trigger", "child_in_household"]
+        assert [c["id"] for c in detail.json()["explanation"]["conditions"]] == [
+            "trigger",
+            "child_in_household",
+        ]
 
         other = {"Authorization": f"Bearer {await token(http, *barking)}", **HEADERS}
         assert (await http.get("/v1/alerts", headers=other)).json()["items"] == []
@@ -118,7 +139,14 @@ async def test_published_event_becomes_an_alert_only_its_recipient_can_read(
         assert (await http.get("/v1/alerts", headers=HEADERS)).status_code == 401
         bad = {"Authorization": "Bearer not-a-token", **HEADERS}
         assert (await http.get("/v1/alerts", headers=bad)).status_code == 401
-        wrong = await http.post("/v1/token", data={"grant_type": "client_credentials", "client_id": hackney[0], "client_secret": "wrong"})
+        wrong = await http.post(
+            "/v1/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": hackney[0],
+                "client_secret": "wrong",
+            },
+        )
         assert wrong.status_code == 401
         no_purpose = await http.get("/v1/alerts", headers={"Authorization": own["Authorization"]})
         assert no_purpose.status_code == 400
@@ -131,7 +159,15 @@ async def test_published_event_becomes_an_alert_only_its_recipient_can_read(
 
     async with sessions() as session:
         actions = set((await session.execute(select(AuditRecord.action))).scalars())
-    assert {"worker:event:accepted", "worker:alert:raised", "api:alert:listed", "api:alert:read", "api:token:issued", "api:token:denied", "api:request:denied"} <= actions
+    assert {
+        "worker:event:accepted",
+        "worker:alert:raised",
+        "api:alert:listed",
+        "api:alert:read",
+        "api:token:issued",
+        "api:token:denied",
+        "api:request:denied",
+    } <= actions
 
 
 async def test_invalid_event_goes_to_the_dlq_and_the_next_one_is_processed(
@@ -144,7 +180,12 @@ async def test_invalid_event_goes_to_the_dlq_and_the_next_one_is_processed(
     assert await count(sessions, Rejection, Rejection.reason == "not_json") == 1
     await wait_for(lambda: count(sessions, Rejection, Rejection.dlq_published_at.is_not(None)))
 
-    consumer = AIOKafkaConsumer(settings.dlq_topic, bootstrap_servers=settings.kafka_bootstrap_servers, auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        settings.dlq_topic,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     try:
         batches = await consumer.getmany(timeout_ms=5000)
@@ -173,9 +214,13 @@ async def test_replay_from_the_start_and_a_new_broker_log_raise_nothing_new(
     # the bundled broker): the worker must read the log from its start and say so.
     await worker.stop()
     async with sessions() as session, session.begin():
-        await session.execute(update(ConsumerOffset).values(cluster_id=OLD_CLUSTER, next_offset=999))
+        await session.execute(
+            update(ConsumerOffset).values(cluster_id=OLD_CLUSTER, next_offset=999)
+        )
     await worker.start()
-    await wait_for(lambda: count(sessions, AuditRecord, AuditRecord.action == "worker:log:new_cluster"))
+    await wait_for(
+        lambda: count(sessions, AuditRecord, AuditRecord.action == "worker:log:new_cluster")
+    )
     await wait_for(lambda: caught_up(sessions, settings, len(events) + 1))
     async with sessions() as session:
         stored = (await session.execute(select(func.sum(ConsumerOffset.next_offset)))).scalar_one()

@@ -190,6 +190,7 @@ def test_upn_any_single_character_change_invalidates(
     body: str, position: int, data: st.DataObject
 ) -> None:
     allowed = DIGITS if position < 11 else DIGITS + UPN_LETTERS
+
     def value(c: str) -> int:  # a temporary UPN's serial letter weighs its index in the alphabet
         return int(c) if c.isdigit() else UPN_LETTERS.index(c)
 

@@ -7,9 +7,6 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-from lookout.alerts.models import Alert, AlertEvidence
-from lookout.audit.models import AuditRecord
 from tests.factories import (
     ADDRESS,
     NOW,
@@ -23,6 +20,9 @@ from tests.factories import (
     register_orgs,
     years_before,
 )
+
+from lookout.alerts.models import Alert, AlertEvidence
+from lookout.audit.models import AuditRecord
 
 pytestmark = pytest.mark.asyncio
 
@@ -40,12 +40,19 @@ def family() -> tuple[dict[str, object], dict[str, object], dict[str, object]]:
     )
 
 
-async def test_adult_alcohol_ed_with_children_raises_one_alert(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_adult_alcohol_ed_with_children_raises_one_alert(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
     await register_orgs(sessions)
     mother, child1, child2 = family()
     since = years_before(NOW, 1)
     result = await Feeder(sessions).feed(
-        [moved_in(mother, since), moved_in(child1, since), moved_in(child2, since), ed_attendance(mother)]
+        [
+            moved_in(mother, since),
+            moved_in(child1, since),
+            moved_in(child2, since),
+            ed_attendance(mother),
+        ]
     )
     assert result.accepted == 4
     [alert] = await alerts(sessions)
@@ -57,7 +64,9 @@ async def test_adult_alcohol_ed_with_children_raises_one_alert(sessions: async_s
     assert sorted(m["age"] for m in conditions["child_in_household"]["members"]) == [4, 7]
 
 
-async def test_out_of_order_residence_re_evaluates(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_out_of_order_residence_re_evaluates(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
     """The ED attendance arrives before anyone's residence; the later facts raise the alert."""
     await register_orgs(sessions)
     mother, child, _ = family()
@@ -71,20 +80,27 @@ async def test_out_of_order_residence_re_evaluates(sessions: async_sessionmaker[
     assert alert.recipient_org_id == "hackney-cs"
 
 
-@pytest.mark.parametrize(("child_years", "child_days", "expected"), [(17, 0, 1), (18, 0, 0), (18, -1, 1)])
+@pytest.mark.parametrize(
+    ("child_years", "child_days", "expected"), [(17, 0, 1), (18, 0, 0), (18, -1, 1)]
+)
 async def test_child_age_boundary(
     sessions: async_sessionmaker[AsyncSession], child_years: int, child_days: int, expected: int
 ) -> None:
-    """Under 18 on the event's date (Europe/London): 18 today is an adult; 18 tomorrow is a child."""
+    """Under 18 on the event's date (Europe/London): 18 today is an adult;
+    18 tomorrow is still a child."""
     await register_orgs(sessions)
     mother = person(years_before(NOW, 40))
     young = person(years_before(NOW, child_years, days=child_days))
     since = years_before(NOW, 1)
-    await Feeder(sessions).feed([moved_in(mother, since), moved_in(young, since), ed_attendance(mother)])
+    await Feeder(sessions).feed(
+        [moved_in(mother, since), moved_in(young, since), ed_attendance(mother)]
+    )
     assert len(await alerts(sessions)) == expected
 
 
-async def test_child_who_moved_out_before_the_event_does_not_count(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_child_who_moved_out_before_the_event_does_not_count(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
     await register_orgs(sessions)
     mother, child, _ = family()
     since = years_before(NOW, 1)
@@ -99,30 +115,46 @@ async def test_child_who_moved_out_before_the_event_does_not_count(sessions: asy
     assert await alerts(sessions) == []
 
 
-async def test_subject_who_is_a_minor_or_of_unknown_age_does_not_trigger(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_subject_who_is_a_minor_or_of_unknown_age_does_not_trigger(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
     await register_orgs(sessions)
     teen = person(years_before(NOW, 16))
     unknown = person()
     child = person(years_before(NOW, 3))
     since = years_before(NOW, 1)
     await Feeder(sessions).feed(
-        [moved_in(teen, since), moved_in(unknown, since), moved_in(child, since), ed_attendance(teen), ed_attendance(unknown)]
+        [
+            moved_in(teen, since),
+            moved_in(unknown, since),
+            moved_in(child, since),
+            ed_attendance(teen),
+            ed_attendance(unknown),
+        ]
     )
     assert await alerts(sessions) == []
 
 
-async def test_member_of_unknown_age_counts_as_possible_child(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_member_of_unknown_age_counts_as_possible_child(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
     await register_orgs(sessions)
     mother, unknown = person(years_before(NOW, 30)), person()
     since = years_before(NOW, 1)
-    await Feeder(sessions).feed([moved_in(mother, since), moved_in(unknown, since), ed_attendance(mother)])
+    await Feeder(sessions).feed(
+        [moved_in(mother, since), moved_in(unknown, since), ed_attendance(mother)]
+    )
     [alert] = await alerts(sessions)
-    [member] = {c["id"]: c for c in alert.explanation["conditions"]}["child_in_household"]["members"]
+    [member] = {c["id"]: c for c in alert.explanation["conditions"]}["child_in_household"][
+        "members"
+    ]
     assert member["age"] is None
     assert "possible child" in member["note"]
 
 
-async def test_other_reasons_and_adult_only_households_raise_nothing(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_other_reasons_and_adult_only_households_raise_nothing(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
     await register_orgs(sessions)
     mother, child, _ = family()
     lodger = person(years_before(NOW, 50))
@@ -140,53 +172,87 @@ async def test_other_reasons_and_adult_only_households_raise_nothing(sessions: a
     assert await alerts(sessions) == []
 
 
-async def test_open_alert_absorbs_later_matches_as_evidence(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_open_alert_absorbs_later_matches_as_evidence(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
     await register_orgs(sessions)
     mother, child, _ = family()
     since = years_before(NOW, 1)
     feeder = Feeder(sessions)
-    await feeder.feed([moved_in(mother, since), moved_in(child, since), ed_attendance(mother, at=NOW - timedelta(days=2))])
+    await feeder.feed(
+        [
+            moved_in(mother, since),
+            moved_in(child, since),
+            ed_attendance(mother, at=NOW - timedelta(days=2)),
+        ]
+    )
     await feeder.feed([ed_attendance(mother, ["substance"])])
     [alert] = await alerts(sessions)
     async with sessions() as session:
-        roles = sorted((await session.execute(select(AlertEvidence.role).where(AlertEvidence.alert_id == alert.id))).scalars())
+        roles = sorted(
+            (
+                await session.execute(
+                    select(AlertEvidence.role).where(AlertEvidence.alert_id == alert.id)
+                )
+            ).scalars()
+        )
     assert roles == ["match", "trigger"]
 
 
-async def test_no_children_services_registered_keeps_alert_as_undeliverable(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_no_children_services_registered_keeps_alert_as_undeliverable(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
     await register_orgs(sessions, children_services=False)
     mother, child, _ = family()
     since = years_before(NOW, 1)
-    await Feeder(sessions).feed([moved_in(mother, since), moved_in(child, since), ed_attendance(mother)])
+    await Feeder(sessions).feed(
+        [moved_in(mother, since), moved_in(child, since), ed_attendance(mother)]
+    )
     [alert] = await alerts(sessions)
     assert alert.recipient_org_id is None
     assert alert.recipient_key == f"children_services:{ADDRESS['la_code']}"
     async with sessions() as session:
-        outcome = (await session.execute(select(AuditRecord.outcome).where(AuditRecord.action == "worker:alert:raised"))).scalar_one()
+        outcome = (
+            await session.execute(
+                select(AuditRecord.outcome).where(AuditRecord.action == "worker:alert:raised")
+            )
+        ).scalar_one()
     assert outcome == "undeliverable"
 
 
-async def test_alert_goes_to_the_households_own_local_authority(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_alert_goes_to_the_households_own_local_authority(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
     await register_orgs(sessions)
     mother, child, _ = family()
     barking = {"uprn": "200000000001", "la_code": OTHER_LA}
     since = years_before(NOW, 1)
-    await Feeder(sessions).feed([moved_in(mother, since, barking), moved_in(child, since, barking), ed_attendance(mother)])
+    await Feeder(sessions).feed(
+        [moved_in(mother, since, barking), moved_in(child, since, barking), ed_attendance(mother)]
+    )
     [alert] = await alerts(sessions)
     assert alert.recipient_org_id == "barking-cs"
 
 
-async def test_events_older_than_the_horizon_are_history_only(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_events_older_than_the_horizon_are_history_only(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
     await register_orgs(sessions)
     mother, child, _ = family()
     since = years_before(NOW, 2)
     await Feeder(sessions).feed(
-        [moved_in(mother, since), moved_in(child, since), ed_attendance(mother, at=NOW - timedelta(days=31))]
+        [
+            moved_in(mother, since),
+            moved_in(child, since),
+            ed_attendance(mother, at=NOW - timedelta(days=31)),
+        ]
     )
     assert await alerts(sessions) == []
 
 
-async def test_retraction_marks_the_alert_for_review_and_keeps_it(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_retraction_marks_the_alert_for_review_and_keeps_it(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
     await register_orgs(sessions)
     mother, child, _ = family()
     since = years_before(NOW, 1)
@@ -204,7 +270,9 @@ async def test_retraction_marks_the_alert_for_review_and_keeps_it(sessions: asyn
     assert "retracted" in alert.review_reason
 
 
-async def test_replaying_the_same_events_changes_nothing(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_replaying_the_same_events_changes_nothing(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
     await register_orgs(sessions)
     mother, child, _ = family()
     since = years_before(NOW, 1)
@@ -215,5 +283,9 @@ async def test_replaying_the_same_events_changes_nothing(sessions: async_session
     assert (again.accepted, again.duplicates, again.rejections) == (0, 3, [])
     assert len(await alerts(sessions)) == 1
     async with sessions() as session:
-        raised = (await session.execute(select(func.count()).where(AuditRecord.action == "worker:alert:raised"))).scalar_one()
+        raised = (
+            await session.execute(
+                select(func.count()).where(AuditRecord.action == "worker:alert:raised")
+            )
+        ).scalar_one()
     assert raised == 1

@@ -73,7 +73,10 @@ def end_user_actor(
         str | None,
         Header(
             alias="X-Lookout-End-User",
-            description="The person using the client system (an opaque id from that system). Required for personal data.",
+            description=(
+                "The person using the client system (an opaque id from that system). "
+                "Required for personal data."
+            ),
             max_length=200,
         ),
     ] = None,
@@ -81,7 +84,10 @@ def end_user_actor(
         str | None,
         Header(
             alias="X-Lookout-Purpose",
-            description="Purpose of use, e.g. `safeguarding_triage`, `case_work`. Required for personal data.",
+            description=(
+                "Purpose of use, e.g. `safeguarding_triage`, `case_work`. "
+                "Required for personal data."
+            ),
             pattern=PURPOSE_PATTERN,
         ),
     ] = None,
@@ -89,7 +95,8 @@ def end_user_actor(
     """The audit actor for a request that reads or changes personal data."""
     if not end_user or not purpose:
         raise LookoutError(
-            "name the end user and the purpose of use: headers X-Lookout-End-User and X-Lookout-Purpose"
+            "name the end user and the purpose of use: "
+            "headers X-Lookout-End-User and X-Lookout-Purpose"
         )
     return Actor(
         org_id=principal.org_id,

@@ -60,10 +60,6 @@ EXIT_ALREADY_RUNNING = 2
 log = structlog.get_logger(__name__)
 
 
-class _StackError(RuntimeError):
-    pass
-
-
 def _default_migrate(database_url: str) -> None:
     """``lookout.migrations.upgrade(database_url)``, imported only when needed."""
     from lookout.migrations import upgrade

@@ -104,7 +104,8 @@ _SUBJECT_HOUSEHOLDS = text(
     """
     SELECT q.idx, r.household_id
     FROM unnest(:person_ids, :dates) WITH ORDINALITY AS q(person_id, as_of, idx)
-    JOIN residences r ON r.person_id = q.person_id AND (r.valid_from IS NULL OR r.valid_from <= q.as_of)
+    JOIN residences r ON r.person_id = q.person_id
+        AND (r.valid_from IS NULL OR r.valid_from <= q.as_of)
         AND (r.valid_to IS NULL OR r.valid_to > q.as_of)
     """
 ).bindparams(
@@ -116,7 +117,8 @@ _MEMBERS = text(
     SELECT q.idx, h.uprn, h.la_code, r.person_id, r.valid_from, p.birth_date
     FROM unnest(:household_ids, :dates) WITH ORDINALITY AS q(household_id, as_of, idx)
     JOIN households h ON h.id = q.household_id
-    LEFT JOIN residences r ON r.household_id = q.household_id AND (r.valid_from IS NULL OR r.valid_from <= q.as_of)
+    LEFT JOIN residences r ON r.household_id = q.household_id
+        AND (r.valid_from IS NULL OR r.valid_from <= q.as_of)
         AND (r.valid_to IS NULL OR r.valid_to > q.as_of)
     LEFT JOIN persons p ON p.id = r.person_id
     """

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from lookout import metrics
 from lookout.household.snapshot import HouseholdSnapshot, Member
 from lookout.rules.model import MemberSpec, Rule, SubjectSpec, UnknownAge
 
@@ -62,13 +63,28 @@ def _member_matches(spec: MemberSpec, member: Member, subject_id: int | None) ->
     return _age_matches(member.age, spec.age_at_least, spec.age_under, spec.unknown_age)
 
 
-def _member_fact(member: Member) -> dict[str, Any]:
+def _member_fact(member: Member, spec: MemberSpec) -> dict[str, Any]:
     fact: dict[str, Any] = {"person_id": member.person_id, "age": member.age}
     if member.age is None:
-        fact["note"] = "date of birth unknown: counted as a possible child"
+        if spec.age_under is not None and spec.age_under <= 18:
+            fact["note"] = "date of birth unknown: counted as a possible child"
+        else:
+            fact["note"] = "date of birth unknown: counted as matching"
     if member.joined is not None:
         fact["joined"] = member.joined.isoformat()
     return fact
+
+
+def _condition_holds(rule: Rule, event: TriggerEvent) -> bool:
+    """The trigger's CEL condition; an expression that fails on this event (a missing
+    field, a type mismatch) does not match, and is counted so the author hears of it."""
+    if rule.condition is None:
+        return True
+    try:
+        return rule.condition.execute({"data": event.data}) is True
+    except Exception:  # CEL raises KeyError/TypeError/RuntimeError/ValueError by case
+        metrics.RULE_ERRORS.labels(rule.id).inc()
+        return False
 
 
 def evaluate(
@@ -82,7 +98,7 @@ def evaluate(
             continue
         if not _subject_matches(spec.trigger.subject, event.subject_age):
             continue
-        if rule.condition is not None and rule.condition.execute({"data": event.data}) is not True:
+        if not _condition_holds(rule, event):
             continue
         conditions: list[dict[str, Any]] = [
             {
@@ -116,7 +132,7 @@ def evaluate(
                     "id": condition.id,
                     "description": condition.description,
                     "result": True,
-                    "members": [_member_fact(m) for m in matched],
+                    "members": [_member_fact(m, condition.member) for m in matched],
                 }
             )
         else:
@@ -129,7 +145,7 @@ def evaluate(
                     "members": len(household.members),
                 },
                 "conditions": conditions,
-                "lawful_basis": spec.lawful_basis,
+                "lawful_basis": " ".join(spec.lawful_basis.split()),
             }
             for recipient in spec.recipients:
                 candidates.append(
