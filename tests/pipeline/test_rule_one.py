@@ -289,3 +289,32 @@ async def test_replaying_the_same_events_changes_nothing(
             )
         ).scalar_one()
     assert raised == 1
+
+
+async def test_a_worker_that_lost_its_partition_cannot_commit(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The offset write is a compare-and-set: if another worker moved the stored offset,
+    the whole batch (events, alerts, audit) rolls back."""
+    from lookout.pipeline import Fenced
+
+    await register_orgs(sessions)
+    mother, child, _ = family()
+    since = years_before(NOW, 1)
+    ours, theirs = Feeder(sessions), Feeder(sessions)
+    await ours.feed([moved_in(mother, since)])
+    # The partition moves to another worker, which seeks to the stored offset and commits.
+    theirs.offsets, theirs.positions = dict(ours.offsets), dict(ours.positions)
+    await theirs.feed([moved_in(child, since)])
+    with pytest.raises(Fenced):
+        await ours.feed([moved_in(child, since), ed_attendance(mother)])
+    assert await alerts(sessions) == []
+    async with sessions() as session:
+        events = (
+            await session.execute(
+                select(func.count())
+                .select_from(AuditRecord)
+                .where(AuditRecord.action == "worker:event:accepted")
+            )
+        ).scalar_one()
+    assert events == 2  # ours' first batch and theirs; not the fenced one
