@@ -2,6 +2,8 @@
 
 Log event ids, internal ids, reason codes and counts; never identifiers, names, dates of
 birth, payloads, or database error text (which can quote values): use :func:`safe_error`.
+Library loggers (aiokafka, uvicorn, SQLAlchemy) go through the same JSON renderer, and
+those that log message contents at DEBUG are held at WARNING.
 """
 
 from __future__ import annotations
@@ -9,26 +11,46 @@ from __future__ import annotations
 import hashlib
 import logging
 import sys
+from typing import TextIO
 
 import structlog
 
+# Loggers that can print message values or SQL parameters at DEBUG/INFO.
+QUIET = ("aiokafka", "sqlalchemy", "asyncpg", "kafka")
 
-def configure_logging(level: str = "INFO", json: bool = True) -> None:
+
+def configure_logging(level: str = "INFO", json: bool = True, stream: TextIO | None = None) -> None:
+    out = stream or sys.stderr
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
     )
-    logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level)
+    shared: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in QUIET:
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
     structlog.configure(
         processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *shared,
             structlog.processors.format_exc_info,
-            renderer,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=True,
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        cache_logger_on_first_use=False,
     )
 
 

@@ -76,4 +76,19 @@ API_LATENCY = Histogram(
     ["route", "method"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+CONSUMER_LAG = Gauge(
+    "lookout_consumer_lag_messages",
+    "Messages between the offset committed in PostgreSQL and the log end (fetch high-water mark).",
+    ["topic", "partition"],
+)
+SOURCE_LAST_EVENT = Gauge(
+    "lookout_source_last_event_timestamp_seconds",
+    "When an event from each registered source was last accepted (by this worker).",
+    ["source"],
+)
+OPEN_ALERTS = Gauge(
+    "lookout_open_alerts",
+    "Alerts not yet closed, by severity and age band (refreshed by the workers).",
+    ["severity", "age"],
+)
 WORKER_UP = Gauge("lookout_worker_assigned_partitions", "Partitions assigned to this worker.")

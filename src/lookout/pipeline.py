@@ -85,6 +85,7 @@ class BatchResult:
     accepted: int = 0
     duplicates: int = 0
     rejections: list[RejectionOut] = field(default_factory=list)
+    sources: set[str] = field(default_factory=set)
     alerts: list[alerts.Raised] = field(default_factory=list)
 
 
@@ -215,6 +216,7 @@ async def process_batch(
         )
         metrics.EVENTS_CONSUMED.labels(item.valid.event.type, "accepted").inc()
     result.accepted = len(fresh)
+    result.sources = {item.valid.event.source for item in fresh}
 
     # 6. Retractions: the withdrawn event stops counting; alerts it supported go to review.
     rebuild = {

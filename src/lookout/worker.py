@@ -26,6 +26,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lookout import kafka, metrics
+from lookout.alerts import repository as alerts_repository
 from lookout.audit.actions import Action
 from lookout.audit.service import WORKER, Entry, record
 from lookout.db import create_engine, session_factory
@@ -40,8 +41,9 @@ from lookout.settings import Settings
 
 log = structlog.get_logger("lookout.worker")
 
-# How often the worker re-sends rejections whose DLQ copy failed (or whose worker died).
-DLQ_SWEEP_INTERVAL_S = 30.0
+# How often the worker re-sends rejections whose DLQ copy failed (or whose worker died)
+# and refreshes the open-alerts gauge.
+HOUSEKEEPING_INTERVAL_S = 30.0
 
 # 23505: another worker committed the same event first; on retry it is a duplicate.
 RETRIABLE_SQLSTATES = {
@@ -140,8 +142,8 @@ class Worker:
             next_sweep = 0.0
             while not self.stopping.is_set():
                 if loop.time() >= next_sweep:
-                    await self.publish_pending_rejections()
-                    next_sweep = loop.time() + DLQ_SWEEP_INTERVAL_S
+                    await self.housekeeping()
+                    next_sweep = loop.time() + HOUSEKEEPING_INTERVAL_S
                 records = await self._consumer.getmany(
                     timeout_ms=200, max_records=s.worker_batch_max
                 )
@@ -153,6 +155,7 @@ class Worker:
                 ]
                 if messages:
                     await self.handle(messages)
+                self.observe_lag()
         finally:
             await self._consumer.stop()
             await self._producer.stop()
@@ -161,6 +164,17 @@ class Worker:
 
     async def handle(self, messages: Sequence[Message]) -> None:
         """Process one batch until it commits (or is fenced); then copy rejections to the DLQ."""
+        ranges: dict[tuple[str, int], tuple[int, int]] = {}
+        for m in messages:
+            first, last = ranges.get((m.topic, m.partition), (m.offset, m.offset))
+            ranges[(m.topic, m.partition)] = (min(first, m.offset), max(last, m.offset))
+        offsets = ",".join(f"{p}:{a}-{b}" for (_, p), (a, b) in sorted(ranges.items()))
+        with structlog.contextvars.bound_contextvars(topic=messages[0].topic, offsets=offsets):
+            await self._handle(messages, ranges)
+
+    async def _handle(
+        self, messages: Sequence[Message], ranges: dict[tuple[str, int], tuple[int, int]]
+    ) -> None:
         delay = 0.2
         while True:
             started = asyncio.get_running_loop().time()
@@ -186,12 +200,13 @@ class Worker:
                 delay = min(delay * 2, self.settings.retry_backoff_max_s)
                 continue
             break
-        for m in messages:
-            key = (m.topic, m.partition)
-            self.positions[key] = Position(
-                self.config.cluster_id,
-                max(m.offset + 1, (self.positions.get(key) or Position("", 0)).next_offset),
-            )
+        for key, (_, last) in ranges.items():
+            self.positions[key] = Position(self.config.cluster_id, last + 1)
+        now = datetime.now(UTC)
+        for raised in result.alerts:
+            metrics.EVENT_TO_ALERT_SECONDS.observe((now - raised.trigger_time).total_seconds())
+        for source in result.sources:
+            metrics.SOURCE_LAST_EVENT.labels(source).set(now.timestamp())
         metrics.BATCH_SIZE.observe(len(messages))
         metrics.BATCH_SECONDS.observe(asyncio.get_running_loop().time() - started)
         log.info(
@@ -203,6 +218,33 @@ class Worker:
             alerts=len(result.alerts),
         )
         await self.publish_rejections(result.rejections)
+
+    async def housekeeping(self) -> None:
+        await self.publish_pending_rejections()
+        try:
+            async with self.sessions() as session:
+                counts = await alerts_repository.open_alert_counts(session)
+        except Exception as exc:
+            log.warning("open alerts gauge not refreshed", error=safe_error(exc))
+            return
+        metrics.OPEN_ALERTS.clear()
+        for severity, age, count in counts:
+            metrics.OPEN_ALERTS.labels(severity, age).set(count)
+
+    def observe_lag(self) -> None:
+        """Lag per partition: log end from the fetch high-water mark (the bundled broker's
+        ListOffsets under-reports it) minus the offset committed in PostgreSQL."""
+        assert self._consumer is not None
+        for (topic, partition), position in self.positions.items():
+            highwater = self._consumer.highwater(TopicPartition(topic, partition))
+            if highwater is None:
+                continue
+            committed = (
+                position.next_offset
+                if position and position.cluster_id == self.config.cluster_id
+                else 0
+            )
+            metrics.CONSUMER_LAG.labels(topic, str(partition)).set(max(highwater - committed, 0))
 
     async def publish_rejections(self, rejections: Sequence[RejectionOut]) -> None:
         """Copy rejections to the DLQ topic (at least once), then mark them published."""

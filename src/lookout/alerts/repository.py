@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select, text, update
+from sqlalchemy import Select, and_, case, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -116,6 +116,28 @@ async def mark_for_review(
             .where(Alert.id.in_(alert_ids))
             .values(review_reason=reason, updated_at=func.now())
         )
+
+
+AGE_BANDS = (
+    ("lt_1h", timedelta(hours=1)),
+    ("lt_1d", timedelta(days=1)),
+    ("lt_7d", timedelta(days=7)),
+)
+AGE_OLDEST = "ge_7d"
+
+
+async def open_alert_counts(session: AsyncSession) -> list[tuple[str, str, int]]:
+    """(severity, age band, count) of alerts not yet closed."""
+    band = case(
+        *((Alert.created_at > func.now() - span, name) for name, span in AGE_BANDS),
+        else_=AGE_OLDEST,
+    )
+    rows = await session.execute(
+        select(Alert.severity, band, func.count())
+        .where(Alert.status != AlertStatus.closed)
+        .group_by(Alert.severity, band)
+    )
+    return [(severity, age, count) for severity, age, count in rows]
 
 
 def visible_to(org_id: str) -> Select[Alert]:

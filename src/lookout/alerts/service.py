@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,6 +20,7 @@ from lookout.rules.evaluator import Candidate, TriggerEvent
 class Raised:
     alert_id: uuid.UUID
     recipient_org_id: str | None
+    trigger_time: datetime
 
 
 async def apply(
@@ -62,7 +63,7 @@ async def apply(
             )
             if alert_id is not None:
                 await repository.add_evidence(session, alert_id, event.event_pk, "trigger")
-                raised.append(Raised(alert_id, org_id))
+                raised.append(Raised(alert_id, org_id, event.time))
                 kind = candidate.recipient_key.split(":", 1)[0]
                 metrics.ALERTS_RAISED.labels(rule.id, rule.spec.severity.value, kind).inc()
                 if org_id is None:
