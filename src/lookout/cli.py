@@ -220,6 +220,14 @@ def publish(
 
 
 @app.command()
+def status() -> None:
+    """One screen for an operator: lag per partition, DLQ, open alerts, last event per source."""
+    from lookout.status import run as run_status
+
+    typer.echo(run_status(_settings("database_url", "kafka_bootstrap_servers")))
+
+
+@app.command()
 def demo() -> None:
     """Against a running stack: register demo organisations, publish the NLGN scenario,
     and show the alert as the children's services team receives it."""

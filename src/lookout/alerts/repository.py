@@ -140,6 +140,15 @@ async def open_alert_counts(session: AsyncSession) -> list[tuple[str, str, int]]
     return [(severity, age, count) for severity, age, count in rows]
 
 
+async def undeliverable_count(session: AsyncSession) -> int:
+    rows = await session.execute(
+        select(func.count()).where(
+            Alert.recipient_org_id.is_(None), Alert.status != AlertStatus.closed
+        )
+    )
+    return int(rows.scalar_one())
+
+
 def visible_to(org_id: str) -> Select[Alert]:
     """Every query of alerts on behalf of an organisation starts here."""
     return select(Alert).where(Alert.recipient_org_id == org_id)

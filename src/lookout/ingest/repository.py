@@ -149,6 +149,34 @@ async def mark_published(session: AsyncSession, ids: Sequence[uuid.UUID]) -> Non
         )
 
 
+async def rejection_counts(session: AsyncSession) -> tuple[int, int]:
+    """(all rejections, those whose DLQ copy is still pending)."""
+    row = (
+        await session.execute(
+            select(func.count(), func.count().filter(Rejection.dlq_published_at.is_(None)))
+        )
+    ).one()
+    return int(row[0]), int(row[1])
+
+
+async def last_event_by_source(session: AsyncSession) -> list[tuple[str, datetime]]:
+    rows = await session.execute(
+        select(Event.source, func.max(Event.received_at))
+        .group_by(Event.source)
+        .order_by(Event.source)
+    )
+    return [(source, at) for source, at in rows]
+
+
+async def all_positions(session: AsyncSession, group_id: str, topic: str) -> dict[int, Position]:
+    rows = await session.execute(
+        select(
+            ConsumerOffset.partition, ConsumerOffset.cluster_id, ConsumerOffset.next_offset
+        ).where(ConsumerOffset.group_id == group_id, ConsumerOffset.topic == topic)
+    )
+    return {r.partition: Position(r.cluster_id, r.next_offset) for r in rows}
+
+
 # Offsets ---------------------------------------------------------------------------
 
 

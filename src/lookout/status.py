@@ -1,0 +1,112 @@
+"""``lookout status``: one screen for an operator on call.
+
+Lag is measured against the log end taken from a fetch's high-water mark (the bundled
+broker's ListOffsets under-reports it), from the offsets the workers committed in PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from lookout import kafka
+from lookout.alerts import repository as alerts_repository
+from lookout.db import create_engine, session_factory
+from lookout.ingest import repository as ingest
+from lookout.settings import Settings
+
+
+@dataclass
+class Status:
+    cluster_id: str = ""
+    partitions: list[tuple[int, int | None, int | None]] = field(default_factory=list)
+    rejections: int = 0
+    dlq_pending: int = 0
+    last_event_by_source: list[tuple[str, datetime]] = field(default_factory=list)
+    open_alerts: dict[str, int] = field(default_factory=dict)
+    undeliverable: int = 0
+
+
+async def _log_ends(settings: Settings, start: dict[int, int]) -> dict[int, int]:
+    """High-water mark per partition, read from a fetch at each partition's stored offset."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=100,
+    )
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(settings.events_topic) or set()
+        tps = [TopicPartition(settings.events_topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, max(start.get(tp.partition, 0) - 1, 0))
+        ends: dict[int, int] = {}
+        for _ in range(10):
+            await consumer.getmany(timeout_ms=200, max_records=1)
+            for tp in tps:
+                if (hw := consumer.highwater(tp)) is not None:
+                    ends[tp.partition] = hw
+            if len(ends) == len(tps):
+                break
+        for tp in tps:
+            ends.setdefault(tp.partition, -1)
+        return ends
+    finally:
+        await consumer.stop()
+
+
+async def gather(settings: Settings) -> Status:
+    status = Status(cluster_id=await kafka.cluster_id(settings.kafka_bootstrap_servers))
+    engine = create_engine(settings.database_url, pool_size=1)
+    try:
+        async with session_factory(engine)() as session:
+            stored = await ingest.all_positions(
+                session, settings.consumer_group, settings.events_topic
+            )
+            status.rejections, status.dlq_pending = await ingest.rejection_counts(session)
+            status.last_event_by_source = await ingest.last_event_by_source(session)
+            for severity, _, n in await alerts_repository.open_alert_counts(session):
+                status.open_alerts[severity] = status.open_alerts.get(severity, 0) + n
+            status.undeliverable = await alerts_repository.undeliverable_count(session)
+    finally:
+        await engine.dispose()
+    current = {
+        p: pos.next_offset for p, pos in stored.items() if pos.cluster_id == status.cluster_id
+    }
+    ends = await _log_ends(settings, current)
+    for partition, end in sorted(ends.items()):
+        committed = current.get(partition, 0)
+        status.partitions.append((partition, committed, end - committed if end >= 0 else None))
+    return status
+
+
+def render(status: Status, settings: Settings) -> str:
+    lines = [
+        f"Lookout status  (broker cluster {status.cluster_id}, topic {settings.events_topic})",
+        "",
+    ]
+    lines.append("partition  committed  lag")
+    for partition, committed, lag in status.partitions:
+        lines.append(f"{partition:>9}  {committed:>9}  {'?' if lag is None else lag}")
+    total = sum(lag or 0 for _, _, lag in status.partitions)
+    lines += ["", f"total lag: {total}"]
+    lines.append(f"rejections (DLQ): {status.rejections}  (copies pending: {status.dlq_pending})")
+    lines.append(
+        "open alerts: "
+        + (", ".join(f"{k} {v}" for k, v in sorted(status.open_alerts.items())) or "none")
+        + f"  (undeliverable: {status.undeliverable})"
+    )
+    lines += ["", "last event accepted per source:"]
+    for source, at in status.last_event_by_source:
+        lines.append(f"  {at:%Y-%m-%d %H:%M:%S %Z}  {source}")
+    if not status.last_event_by_source:
+        lines.append("  (none yet)")
+    return "\n".join(lines)
+
+
+def run(settings: Settings) -> str:
+    return render(asyncio.run(gather(settings)), settings)
