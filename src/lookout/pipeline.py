@@ -30,14 +30,14 @@ from lookout.audit.actions import Action
 from lookout.audit.service import WORKER, Entry, record
 from lookout.household import repository as household_repository
 from lookout.household import service as household
-from lookout.household.snapshot import age_on
+from lookout.household.snapshot import HouseholdSnapshot, age_on
 from lookout.identity import repository as identity_repository
 from lookout.identity.service import PersonRef, resolve
 from lookout.ingest import repository as ingest
 from lookout.ingest.catalogue import Catalogue
 from lookout.ingest.repository import Position, StoredEvent
 from lookout.ingest.validation import Invalid, Reason, Valid, person_refs, validate
-from lookout.rules.evaluator import Candidate, TriggerEvent, evaluate
+from lookout.rules.evaluator import Candidate, HistoryEvent, TriggerEvent, evaluate
 from lookout.rules.model import Rule
 
 RESIDENCE = "uk.lookout.person.residence.v1"
@@ -71,6 +71,14 @@ class PipelineConfig:
     @property
     def trigger_types(self) -> frozenset[str]:
         return frozenset(t for r in self.rules for t in r.spec.trigger.types)
+
+    @property
+    def history_types(self) -> frozenset[str]:
+        return frozenset(t for r in self.rules for h in r.spec.history for t in h.types)
+
+    @property
+    def history_window(self) -> timedelta:
+        return timedelta(days=max((r.max_window_days for r in self.rules), default=0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,8 +300,21 @@ async def process_batch(
     }
     if touched:
         residents = await household_repository.members_ever(session, touched)
-        for stored in await ingest.trigger_events_of(
-            session, residents, config.trigger_types, since
+        for stored in await ingest.events_of(session, residents, config.trigger_types, since):
+            to_evaluate.setdefault(stored.pk, stored)
+    # A late event that a history window counts re-evaluates the trigger events that
+    # followed it in the same household(s), within the window.
+    late = [
+        i for i in fresh if i.valid.event.type in config.history_types and i.retracted_by is None
+    ]
+    if late and config.history_window:
+        earliest = max(since, min(i.valid.event.time for i in late))
+        subjects = {i.subject_person_id for i in late if i.subject_person_id}
+        homes = await household_repository.households_ever(session, subjects)
+        residents = await household_repository.members_ever(session, homes) | subjects
+        until = max(i.valid.event.time for i in late) + config.history_window
+        for stored in await ingest.events_of(
+            session, residents, config.trigger_types, earliest, until
         ):
             to_evaluate.setdefault(stored.pk, stored)
     if to_evaluate:
@@ -352,6 +373,7 @@ async def _evaluate(
         session, (e.subject_person_id for e in events if e.subject_person_id)
     )
     snapshots = await household.snapshots(session, [(h, on) for _, on, h in targets])
+    history = await _history(session, config, events, snapshots)
     matches: list[tuple[TriggerEvent, Candidate]] = []
     for (event, on, _), snapshot in zip(targets, snapshots, strict=True):
         trigger = TriggerEvent(
@@ -367,8 +389,37 @@ async def _evaluate(
         for rule in config.rules:
             if event.type in rule.spec.trigger.types:
                 metrics.RULE_EVALUATIONS.labels(rule.id).inc()
-        matches.extend((trigger, c) for c in evaluate(config.rules, trigger, snapshot))
+        persons = {m.person_id for m in snapshot.members} | {event.subject_person_id or 0}
+        past = [h for p in persons for h in history.get(p, ())]
+        matches.extend((trigger, c) for c in evaluate(config.rules, trigger, snapshot, past))
     return await alerts.apply(session, matches, audit)
+
+
+async def _history(
+    session: AsyncSession,
+    config: PipelineConfig,
+    events: Sequence[StoredEvent],
+    snapshots: Sequence[HouseholdSnapshot],
+) -> dict[int, list[HistoryEvent]]:
+    """One read for the whole batch: the history-window events of every person concerned,
+    over the longest window any rule uses."""
+    if not config.history_window or not events:
+        return {}
+    persons = {m.person_id for s in snapshots for m in s.members}
+    persons |= {e.subject_person_id for e in events if e.subject_person_id}
+    start = min(e.time for e in events) - config.history_window
+    found = await ingest.events_of(
+        session, persons, config.history_types, start, max(e.time for e in events)
+    )
+    by_person: dict[int, list[HistoryEvent]] = defaultdict(list)
+    for e in found:
+        if e.subject_person_id is not None:
+            by_person[e.subject_person_id].append(
+                HistoryEvent(
+                    e.pk, e.subject_person_id, e.source, e.event_id, e.type, e.time, e.data
+                )
+            )
+    return by_person
 
 
 async def _advance_offsets(

@@ -166,6 +166,17 @@ async def members_of(
     return found
 
 
+async def households_ever(session: AsyncSession, person_ids: Iterable[int]) -> set[int]:
+    """Every household these persons have a residence at, at any time."""
+    ids = list(set(person_ids))
+    if not ids:
+        return set()
+    rows = await session.execute(
+        select(Residence.household_id).where(Residence.person_id.in_(ids)).distinct()
+    )
+    return set(rows.scalars())
+
+
 async def members_ever(session: AsyncSession, household_ids: Iterable[int]) -> set[int]:
     """Everyone who has a residence at these households at any time."""
     ids = list(set(household_ids))

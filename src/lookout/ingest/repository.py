@@ -99,13 +99,18 @@ class StoredEvent:
     household_id: int | None
 
 
-async def trigger_events_of(
-    session: AsyncSession, person_ids: Iterable[int], types: Iterable[str], since: datetime
+async def events_of(
+    session: AsyncSession,
+    person_ids: Iterable[int],
+    types: Iterable[str],
+    since: datetime,
+    until: datetime | None = None,
 ) -> list[StoredEvent]:
-    """Unretracted events of these types about these persons, no older than ``since``."""
+    """Unretracted events of these types about these persons, from ``since`` (to ``until``)."""
     ids, kinds = list(set(person_ids)), list(set(types))
     if not ids or not kinds:
         return []
+    window = [Event.event_time >= since] + ([Event.event_time <= until] if until else [])
     rows = await session.execute(
         select(
             Event.id,
@@ -119,7 +124,7 @@ async def trigger_events_of(
         ).where(
             Event.subject_person_id.in_(ids),
             Event.type.in_(kinds),
-            Event.event_time >= since,
+            *window,
             Event.retracted_by.is_(None),
             Event.data.is_not(None),
         )

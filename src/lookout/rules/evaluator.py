@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
+
+import cel
 
 from lookout import metrics
 from lookout.household.snapshot import HouseholdSnapshot, Member
@@ -30,6 +32,19 @@ class TriggerEvent:
     data: dict[str, Any]
     subject_person_id: int | None
     subject_age: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEvent:
+    """A past (or the current) event of a household member, for history windows."""
+
+    event_pk: int
+    person_id: int
+    source: str
+    event_id: str
+    type: str
+    time: datetime
+    data: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,86 +90,137 @@ def _member_fact(member: Member, spec: MemberSpec) -> dict[str, Any]:
     return fact
 
 
-def _condition_holds(rule: Rule, event: TriggerEvent) -> bool:
-    """The trigger's CEL condition; an expression that fails on this event (a missing
-    field, a type mismatch) does not match, and is counted so the author hears of it."""
-    if rule.condition is None:
+def _holds(rule: Rule, program: cel.Program | None, data: dict[str, Any]) -> bool:
+    """A CEL condition on an event's data; an expression that fails on this event (a
+    missing field, a type mismatch) does not match, and is counted so the author hears."""
+    if program is None:
         return True
     try:
-        return rule.condition.execute({"data": event.data}) is True
+        return program.execute({"data": data}) is True
     except Exception:  # CEL raises KeyError/TypeError/RuntimeError/ValueError by case
         metrics.RULE_ERRORS.labels(rule.id).inc()
         return False
 
 
+def _history_matches(
+    rule: Rule,
+    index: int,
+    event: TriggerEvent,
+    household: HouseholdSnapshot,
+    history: Sequence[HistoryEvent],
+) -> list[HistoryEvent]:
+    spec = rule.spec.history[index]
+    start = event.time - timedelta(days=spec.within_days)
+    members = {m.person_id: m for m in household.members}
+    found = []
+    for past in history:
+        if past.type not in spec.types or not start < past.time <= event.time:
+            continue
+        if spec.scope == "subject":
+            if past.person_id != event.subject_person_id:
+                continue
+        elif past.person_id not in members and past.person_id != event.subject_person_id:
+            continue
+        if spec.member is not None:
+            member = members.get(past.person_id)
+            age = member.age if member else event.subject_age
+            if not _age_matches(
+                age, spec.member.age_at_least, spec.member.age_under, spec.member.unknown_age
+            ):
+                continue
+        if _holds(rule, rule.history_conditions[index], past.data):
+            found.append(past)
+    return found
+
+
 def evaluate(
-    rules: Sequence[Rule], event: TriggerEvent, household: HouseholdSnapshot
+    rules: Sequence[Rule],
+    event: TriggerEvent,
+    household: HouseholdSnapshot,
+    history: Sequence[HistoryEvent] = (),
 ) -> list[Candidate]:
-    """Every candidate alert that ``rules`` raise for ``event`` in ``household``."""
-    candidates: list[Candidate] = []
-    for rule in rules:
-        spec = rule.spec
-        if event.type not in spec.trigger.types:
-            continue
-        if not _subject_matches(spec.trigger.subject, event.subject_age):
-            continue
-        if not _condition_holds(rule, event):
-            continue
-        conditions: list[dict[str, Any]] = [
+    """Every candidate alert that ``rules`` raise for ``event`` in ``household``.
+
+    ``history`` holds the events of the household's members (the trigger included) over
+    the longest window any rule looks back; one read serves every rule."""
+    return [c for rule in rules for c in _evaluate_rule(rule, event, household, history)]
+
+
+def _event_fact(source: str, event_id: str, type_: str, time: datetime) -> dict[str, Any]:
+    return {"source": source, "id": event_id, "type": type_, "time": time.isoformat()}
+
+
+def _evaluate_rule(
+    rule: Rule, event: TriggerEvent, household: HouseholdSnapshot, history: Sequence[HistoryEvent]
+) -> list[Candidate]:
+    spec = rule.spec
+    if event.type not in spec.trigger.types:
+        return []
+    if not _subject_matches(spec.trigger.subject, event.subject_age):
+        return []
+    if not _holds(rule, rule.condition, event.data):
+        return []
+    conditions: list[dict[str, Any]] = [
+        {
+            "id": "trigger",
+            "description": spec.trigger.description,
+            "result": True,
+            "events": [_event_fact(event.source, event.event_id, event.type, event.time)],
+            "subject": {"person_id": event.subject_person_id, "age": event.subject_age},
+        }
+    ]
+    children: set[int] = set()
+    for condition in spec.household:
+        matched = [
+            m
+            for m in household.members
+            if _member_matches(condition.member, m, event.subject_person_id)
+        ]
+        if len(matched) < condition.count_at_least:
+            return []
+        if condition.member.age_under is not None and condition.member.age_under <= 18:
+            children.update(m.person_id for m in matched)
+        conditions.append(
             {
-                "id": "trigger",
-                "description": spec.trigger.description,
+                "id": condition.id,
+                "description": condition.description,
+                "result": True,
+                "members": [_member_fact(m, condition.member) for m in matched],
+            }
+        )
+    for index, window in enumerate(spec.history):
+        found = _history_matches(rule, index, event, household, history)
+        if len(found) < window.count_at_least:
+            return []
+        conditions.append(
+            {
+                "id": window.id,
+                "description": window.description,
                 "result": True,
                 "events": [
-                    {
-                        "source": event.source,
-                        "id": event.event_id,
-                        "type": event.type,
-                        "time": event.time.isoformat(),
-                    }
+                    _event_fact(e.source, e.event_id, e.type, e.time) | {"person_id": e.person_id}
+                    for e in sorted(found, key=lambda e: (e.time, e.event_pk))
                 ],
-                "subject": {"person_id": event.subject_person_id, "age": event.subject_age},
             }
-        ]
-        children: set[int] = set()
-        for condition in spec.household:
-            matched = [
-                m
-                for m in household.members
-                if _member_matches(condition.member, m, event.subject_person_id)
-            ]
-            if len(matched) < condition.count_at_least:
-                break
-            if condition.member.age_under is not None and condition.member.age_under <= 18:
-                children.update(m.person_id for m in matched)
-            conditions.append(
-                {
-                    "id": condition.id,
-                    "description": condition.description,
-                    "result": True,
-                    "members": [_member_fact(m, condition.member) for m in matched],
-                }
-            )
-        else:
-            explanation = {
-                "rule": {"id": rule.id, "version": rule.version, "title": spec.title},
-                "household": {
-                    "id": household.household_id,
-                    "la_code": household.la_code,
-                    "as_of": household.as_of.isoformat(),
-                    "members": len(household.members),
-                },
-                "conditions": conditions,
-                "lawful_basis": " ".join(spec.lawful_basis.split()),
-            }
-            for recipient in spec.recipients:
-                candidates.append(
-                    Candidate(
-                        rule=rule,
-                        household_id=household.household_id,
-                        recipient_key=f"{recipient}:{household.la_code}",
-                        children=tuple(sorted(children)),
-                        explanation=explanation,
-                    )
-                )
-    return candidates
+        )
+    explanation = {
+        "rule": {"id": rule.id, "version": rule.version, "title": spec.title},
+        "household": {
+            "id": household.household_id,
+            "la_code": household.la_code,
+            "as_of": household.as_of.isoformat(),
+            "members": len(household.members),
+        },
+        "conditions": conditions,
+        "lawful_basis": " ".join(spec.lawful_basis.split()),
+    }
+    return [
+        Candidate(
+            rule=rule,
+            household_id=household.household_id,
+            recipient_key=f"{recipient}:{household.la_code}",
+            children=tuple(sorted(children)),
+            explanation=explanation,
+        )
+        for recipient in spec.recipients
+    ]

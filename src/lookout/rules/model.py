@@ -64,6 +64,19 @@ class HouseholdCondition(_Strict):
     member: MemberSpec
 
 
+class HistoryCondition(_Strict):
+    """At least ``count_at_least`` matching events in the window (T - within_days, T]."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    description: str
+    scope: Literal["subject", "household"] = "household"
+    types: list[str] = Field(min_length=1)
+    condition: str | None = None
+    member: MemberSpec | None = None
+    within_days: int = Field(ge=1, le=3660)
+    count_at_least: int = Field(default=1, ge=1)
+
+
 class RuleSpec(_Strict):
     id: str = Field(pattern=r"^[a-z][a-z0-9-]*$", max_length=100)
     title: str
@@ -73,6 +86,7 @@ class RuleSpec(_Strict):
     severity: Severity
     trigger: TriggerSpec
     household: list[HouseholdCondition] = Field(default_factory=list)
+    history: list[HistoryCondition] = Field(default_factory=list)
     recipients: list[Literal["children_services"]] = Field(min_length=1)
     cooldown_days: int = Field(default=0, ge=0)
     summary: str = Field(max_length=500)
@@ -89,10 +103,15 @@ class Rule:
     version: str
     condition: cel.Program | None
     path: Path | None = None
+    history_conditions: tuple[cel.Program | None, ...] = ()
 
     @property
     def id(self) -> str:
         return self.spec.id
+
+    @property
+    def max_window_days(self) -> int:
+        return max((h.within_days for h in self.spec.history), default=0)
 
 
 def rule_version(content: dict[str, Any]) -> str:
@@ -112,16 +131,31 @@ def compile_rule(content: Any, *, path: Path | None = None) -> Rule:
         )
         raise RuleError(f"{where}: {problems}") from None
 
-    for event_type in spec.trigger.types:
+    types = [("trigger.types", t) for t in spec.trigger.types]
+    types += [(f"history.{h.id}.types", t) for h in spec.history for t in h.types]
+    for field, event_type in types:
         if not re.match(EVENT_TYPE_PATTERN, event_type):
-            raise RuleError(f"{where}: trigger.types: {event_type!r} is not an event type")
-    program = None
-    if spec.trigger.condition:
-        try:
-            program = cel.compile(spec.trigger.condition)
-        except ValueError as exc:
-            raise RuleError(f"{where}: trigger.condition: {exc}") from None
-    return Rule(spec=spec, version=rule_version(content), condition=program, path=path)
+            raise RuleError(f"{where}: {field}: {event_type!r} is not an event type")
+    program = _compile(spec.trigger.condition, f"{where}: trigger.condition")
+    history = tuple(
+        _compile(h.condition, f"{where}: history.{h.id}.condition") for h in spec.history
+    )
+    return Rule(
+        spec=spec,
+        version=rule_version(content),
+        condition=program,
+        path=path,
+        history_conditions=history,
+    )
+
+
+def _compile(expression: str | None, where: str) -> cel.Program | None:
+    if not expression:
+        return None
+    try:
+        return cel.compile(expression)
+    except ValueError as exc:
+        raise RuleError(f"{where}: {exc}") from None
 
 
 def load_rule_file(path: Path) -> Rule:
