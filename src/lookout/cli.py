@@ -29,7 +29,9 @@ app = typer.Typer(
 orgs_app = typer.Typer(help="Register organisations.", no_args_is_help=True)
 clients_app = typer.Typer(help="Register machine clients of organisations.", no_args_is_help=True)
 app.add_typer(orgs_app, name="orgs")
+rules_app = typer.Typer(help="Write and test trigger rules.", no_args_is_help=True)
 app.add_typer(clients_app, name="clients")
+app.add_typer(rules_app, name="rules")
 
 T = TypeVar("T")
 OPERATOR = Actor(client_id="lookout-cli", purpose="administration")
@@ -217,6 +219,63 @@ def publish(
         raise typer.Exit(1)
     asyncio.run(publish_events(settings, events))
     typer.echo(f"published {len(events)} event(s) to {settings.events_topic}")
+
+
+RulesPath = Annotated[
+    Path | None, typer.Argument(help="A rule file or folder (default: the configured rules folder)")
+]
+
+
+def _rule_files(path: Path | None) -> list[Path]:
+    target = path or get_settings().rules_dir
+    return [target] if target.is_file() else sorted(target.glob("*.yaml"))
+
+
+@rules_app.command("validate")
+def rules_validate(path: RulesPath = None) -> None:
+    """Check rule files against the rule schema and compile their expressions."""
+    from lookout.rules.model import RuleError, load_rule_file
+
+    failed = 0
+    for file in _rule_files(path):
+        try:
+            rule = load_rule_file(file)
+        except RuleError as exc:
+            failed += 1
+            typer.echo(str(exc), err=True)
+        else:
+            typer.echo(f"ok  {file}  {rule.id}  version {rule.version[:12]}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@rules_app.command("test")
+def rules_test(path: RulesPath = None) -> None:
+    """Run every rule's test cases (rules/tests/*.yaml): given events, expected alerts."""
+    from lookout.rules.model import RuleError, load_rules
+    from lookout.rules.testcases import run_file
+
+    folder = path or get_settings().rules_dir
+    rules_dir = folder if folder.is_dir() else folder.parent
+    try:
+        rules = {r.id: r for r in load_rules(rules_dir)}
+        cases = sorted((rules_dir / "tests").glob("*.yaml"))
+        outcomes = [o for f in cases for o in run_file(f, rules)]
+    except RuleError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    for o in outcomes:
+        typer.echo(f"{'PASS' if o.passed else 'FAIL'}  {o.file.stem}: {o.case}")
+        if not o.passed:
+            typer.echo(f"      expected {sorted(map(repr, o.expected))}")
+            typer.echo(f"      got      {sorted(map(repr, o.got))}")
+    untested = sorted(set(rules) - {f.stem for f in cases})
+    for rule_id in untested:
+        typer.echo(f"FAIL  {rule_id}: the rule has no test cases (rules/tests/{rule_id}.yaml)")
+    failed = sum(not o.passed for o in outcomes) + len(untested)
+    typer.echo(f"{len(outcomes) - failed + len(untested)} passed, {failed} failed")
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -94,7 +94,13 @@ class RuleSpec(_Strict):
 
 
 class RuleError(ValueError):
-    """A rule file that cannot be used, with the file and what to fix."""
+    """A rule file that cannot be used, with the file, the line and what to fix."""
+
+    def __init__(
+        self, message: str, problems: list[tuple[tuple[Any, ...], str]] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.problems = problems or []
 
 
 @dataclass(frozen=True)
@@ -125,11 +131,9 @@ def compile_rule(content: Any, *, path: Path | None = None) -> Rule:
     try:
         spec = RuleSpec.model_validate(content)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-            for e in exc.errors(include_url=False)
-        )
-        raise RuleError(f"{where}: {problems}") from None
+        problems = [(tuple(e["loc"]), e["msg"]) for e in exc.errors(include_url=False)]
+        text = "; ".join(f"{'.'.join(str(p) for p in loc)}: {msg}" for loc, msg in problems)
+        raise RuleError(f"{where}: {text}", problems) from None
 
     types = [("trigger.types", t) for t in spec.trigger.types]
     types += [(f"history.{h.id}.types", t) for h in spec.history for t in h.types]
@@ -159,11 +163,40 @@ def _compile(expression: str | None, where: str) -> cel.Program | None:
 
 
 def load_rule_file(path: Path) -> Rule:
+    text = path.read_text(encoding="utf-8")
     try:
-        content = yaml.safe_load(path.read_text(encoding="utf-8"))
+        content = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise RuleError(f"{path}: not valid YAML: {exc}") from None
-    return compile_rule(content, path=path)
+    try:
+        return compile_rule(content, path=path)
+    except RuleError as exc:
+        if not exc.problems:
+            raise
+        root = yaml.compose(text)
+        lines = [
+            f"{path}:{_line_of(root, loc)}: {'.'.join(str(p) for p in loc)}: {msg}"
+            for loc, msg in exc.problems
+        ]
+        raise RuleError("\n".join(lines), exc.problems) from None
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int:
+    """The 1-based line of the YAML node at ``loc`` (or of its nearest existing parent)."""
+    line = 1
+    for part in loc:
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == part), None)
+        elif (
+            isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value)
+        ):
+            node = node.value[part]
+        else:
+            break
+    return node.start_mark.line + 1 if node is not None else line
 
 
 def load_rules(directory: Path) -> list[Rule]:

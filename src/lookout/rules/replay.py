@@ -1,0 +1,186 @@
+"""The pure replay engine: a set of events in, the alerts Lookout's semantics imply out.
+
+No database: persons are linked by strong identifiers, residences come from the same
+pure derivation the worker uses (``residence_intervals``), snapshots and history windows
+feed the same evaluator. Because the semantics are order-independent, this is the oracle
+for rule test cases (``lookout rules test``) and for backtests: the real pipeline must
+produce the same alerts whatever order the events arrive in.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from lookout.household.service import residence_intervals
+from lookout.household.snapshot import HouseholdSnapshot, Member, age_on
+from lookout.identity.service import LOCAL, NATIONAL
+from lookout.ingest.validation import person_refs
+from lookout.rules.evaluator import HistoryEvent, TriggerEvent, evaluate
+from lookout.rules.model import Rule
+
+RESIDENCE = "uk.lookout.person.residence.v1"
+RETRACTION = "uk.lookout.event.retraction.v1"
+LONDON = ZoneInfo("Europe/London")
+
+
+@dataclass(frozen=True)
+class ReplayedAlert:
+    rule_id: str
+    household: tuple[str, str]  # (UPRN, LA code)
+    recipient_key: str
+    children: frozenset[str]  # each child's first strong identifier, "scheme:value"
+    evidence: tuple[tuple[str, str], ...]  # (source, id) of the matching trigger events
+
+
+@dataclass
+class _Graph:
+    person_of_key: dict[tuple[str, str], int] = field(default_factory=dict)
+    births: dict[int, date] = field(default_factory=dict)
+    households: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def person(self, source: str, ref: Mapping[str, Any]) -> int:
+        keys = [(s, str(ref[s])) for s in NATIONAL if s in ref]
+        keys += [(s, f"{source}:{ref[s]}") for s in LOCAL if s in ref]
+        known = sorted({self.person_of_key[k] for k in keys if k in self.person_of_key})
+        person = known[0] if known else len(self.births) + len(self.person_of_key) + 1_000_000
+        for k in keys:
+            self.person_of_key.setdefault(k, person)
+        if isinstance(ref.get("birth_date"), str):
+            self.births.setdefault(person, date.fromisoformat(ref["birth_date"]))
+        return person
+
+    def household(self, address: Mapping[str, Any]) -> int:
+        return self.households.setdefault(
+            (address["uprn"], address["la_code"]), len(self.households) + 1
+        )
+
+
+def replay(
+    events: Iterable[Mapping[str, Any]],
+    rules: Sequence[Rule],
+    *,
+    now: datetime,
+    horizon: timedelta = timedelta(days=30),
+    timezone: ZoneInfo = LONDON,
+) -> list[ReplayedAlert]:
+    """The alerts that exist once all ``events`` (valid CloudEvents) have been processed."""
+    unique: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for e in events:
+        unique.setdefault((e["source"], e["id"]), e)
+    retracted = {
+        (e["source"], e["data"]["retracted_event_id"])
+        for e in unique.values()
+        if e["type"] == RETRACTION
+    }
+    ordered = sorted(
+        (e for k, e in unique.items() if k not in retracted),
+        key=lambda e: (datetime.fromisoformat(e["time"]), e["source"], e["id"]),
+    )
+    graph = _Graph()
+    subject_of: dict[int, int | None] = {}
+    household_of: dict[int, int | None] = {}
+    residence_facts: dict[int, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
+    for pk, e in enumerate(ordered, 1):
+        refs = [
+            (role, graph.person(e["source"], p)) for _, role, p in person_refs(e["type"], e["data"])
+        ]
+        subject_id = next((p for role, p in refs if role == "subject"), None)
+        subject_of[pk] = subject_id
+        address = e["data"].get("address")
+        household_of[pk] = graph.household(address) if isinstance(address, dict) else None
+        if e["type"] == RESIDENCE and subject_id is not None:
+            fact = {
+                "household_id": household_of[pk],
+                "change": e["data"]["change"],
+                "date": e["data"]["date"],
+                "keeps_previous": bool(e["data"].get("keeps_previous", False)),
+            }
+            residence_facts[subject_id].append((pk, fact))
+    intervals = [i for p, facts in residence_facts.items() for i in residence_intervals(p, facts)]
+
+    def residents(household: int, on: date) -> list[Member]:
+        return sorted(
+            (
+                Member(i.person_id, age_on(graph.births.get(i.person_id), on), i.valid_from)
+                for i in intervals
+                if i.household_id == household
+                and (i.valid_from is None or i.valid_from <= on)
+                and (i.valid_to is None or i.valid_to > on)
+            ),
+            key=lambda m: m.person_id,
+        )
+
+    addresses = {v: k for k, v in graph.households.items()}
+    history = [
+        HistoryEvent(
+            pk,
+            subject_of[pk] or 0,
+            e["source"],
+            e["id"],
+            e["type"],
+            datetime.fromisoformat(e["time"]),
+            e["data"],
+        )
+        for pk, e in enumerate(ordered, 1)
+        if subject_of[pk] is not None
+    ]
+    trigger_types = {t for r in rules for t in r.spec.trigger.types}
+    found: dict[tuple[str, int, str], tuple[set[int], list[tuple[str, str]]]] = {}
+    for pk, e in enumerate(ordered, 1):
+        time = datetime.fromisoformat(e["time"])
+        if e["type"] not in trigger_types or time < now - horizon:
+            continue
+        on = time.astimezone(timezone).date()
+        subject = subject_of[pk]
+        homes = (
+            {household_of[pk]}
+            if household_of[pk]
+            else {
+                i.household_id
+                for i in intervals
+                if i.person_id == subject
+                and (i.valid_from is None or i.valid_from <= on)
+                and (i.valid_to is None or i.valid_to > on)
+            }
+        )
+        trigger = TriggerEvent(
+            pk,
+            e["source"],
+            e["id"],
+            e["type"],
+            time,
+            dict(e["data"]),
+            subject,
+            age_on(graph.births.get(subject or 0), on),
+        )
+        for home in sorted(h for h in homes if h is not None):
+            snapshot = HouseholdSnapshot(home, *addresses[home], on, tuple(residents(home, on)))
+            concerned = {m.person_id for m in snapshot.members} | {subject or 0}
+            past = [h for h in history if h.person_id in concerned]
+            for c in evaluate(rules, trigger, snapshot, past):
+                children, evidence = found.setdefault(
+                    (c.rule.id, home, c.recipient_key), (set(), [])
+                )
+                children.update(c.children)
+                evidence.append((e["source"], e["id"]))
+    names: dict[int, str] = {}
+    by_preference = sorted(
+        graph.person_of_key.items(), key=lambda kv: (kv[0][0] not in NATIONAL, kv[0])
+    )
+    for (scheme, value), person in by_preference:
+        names.setdefault(person, f"{scheme}:{value}")
+    return [
+        ReplayedAlert(
+            rule_id,
+            addresses[home],
+            key,
+            frozenset(names.get(c, f"person:{c}") for c in children),
+            tuple(sorted(evidence)),
+        )
+        for (rule_id, home, key), (children, evidence) in sorted(found.items())
+    ]
