@@ -40,6 +40,11 @@ def async_url(url: str) -> str:
     return url
 
 
+def plain_url(url: str) -> str:
+    """The libpq form of a database URL (for asyncpg connections made directly)."""
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     kwargs.setdefault("pool_pre_ping", True)
     return create_async_engine(async_url(url), **kwargs)

@@ -6,7 +6,8 @@ from lookout.db import Base
 from lookout.household.models import Flag, Household, Relationship, Residence
 from lookout.identity.models import Person, PersonIdentifier
 from lookout.ingest.models import ConsumerOffset, Event, Rejection
-from lookout.orgs.models import Client
+from lookout.orgs.models import Client, Organisation
+from lookout.rules.models import RuleSet
 
 __all__ = [
     "Alert",
@@ -18,9 +19,11 @@ __all__ = [
     "Event",
     "Flag",
     "Household",
+    "Organisation",
     "Person",
     "PersonIdentifier",
     "Rejection",
     "Relationship",
     "Residence",
+    "RuleSet",
 ]

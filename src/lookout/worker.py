@@ -15,9 +15,11 @@ import contextlib
 import random
 import signal
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import asyncpg
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
@@ -29,14 +31,16 @@ from lookout import kafka, metrics
 from lookout.alerts import repository as alerts_repository
 from lookout.audit.actions import Action
 from lookout.audit.service import WORKER, Entry, record
-from lookout.db import create_engine, session_factory
+from lookout.db import create_engine, plain_url, session_factory
 from lookout.ingest import repository as ingest
 from lookout.ingest.catalogue import Catalogue
 from lookout.ingest.repository import Position
 from lookout.ingest.validation import Reason
 from lookout.logging import safe_error
 from lookout.pipeline import Fenced, Message, PipelineConfig, RejectionOut, process_batch
-from lookout.rules.model import load_rules
+from lookout.rules import repository as rules_repository
+from lookout.rules import service as rules_service
+from lookout.rules.model import Rule, load_rules
 from lookout.settings import Settings
 
 log = structlog.get_logger("lookout.worker")
@@ -81,6 +85,9 @@ class Worker:
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._config: PipelineConfig | None = None
+        self.rule_set_id: int | None = None
+        self._rules_changed = asyncio.Event()
+        self._listener: asyncpg.Connection | None = None
 
     @property
     def config(self) -> PipelineConfig:
@@ -92,11 +99,44 @@ class Worker:
         assert self._sessions is not None
         return self._sessions
 
+    async def _live_rules(self) -> tuple[int | None, list[Rule]]:
+        """The newest applied rule set; until one is applied, the files in rules_dir."""
+        async with self.sessions() as session:
+            current = await rules_repository.latest(session)
+        if current is None:
+            return None, load_rules(self.settings.rules_dir)
+        return current.id, rules_service.rules_of(current)
+
+    async def refresh_rules(self) -> None:
+        """Switch to a newly applied rule set between batches (atomically: a batch keeps
+        the configuration it started with)."""
+        self._rules_changed.clear()
+        rule_set_id, rules = await self._live_rules()
+        if rule_set_id != self.rule_set_id:
+            self.rule_set_id = rule_set_id
+            self._config = replace(self.config, rules=rules)
+            log.info("rule set switched", rule_set=rule_set_id, rules=len(rules))
+
+    async def _listen_for_rules(self) -> None:
+        """LISTEN for ``lookout rules apply``; housekeeping polls too, in case it drops."""
+        if self._listener is not None and not self._listener.is_closed():
+            return
+        try:
+            self._listener = await asyncpg.connect(plain_url(self.settings.database_url))
+            await self._listener.add_listener(
+                rules_repository.CHANNEL, lambda *_: self._rules_changed.set()
+            )
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("rules listener not connected", error=safe_error(exc))
+
     async def _pipeline_config(self, cluster_id: str) -> PipelineConfig:
         s = self.settings
+        if self._config is not None:
+            return replace(self._config, cluster_id=cluster_id)
+        self.rule_set_id, rules = await self._live_rules()
         return PipelineConfig(
             catalogue=Catalogue.load(s.schemas_dir),
-            rules=load_rules(s.rules_dir),
+            rules=rules,
             group_id=s.consumer_group,
             cluster_id=cluster_id,
             max_event_bytes=s.max_event_bytes,
@@ -144,6 +184,8 @@ class Worker:
                 if loop.time() >= next_sweep:
                     await self.housekeeping()
                     next_sweep = loop.time() + HOUSEKEEPING_INTERVAL_S
+                if self._rules_changed.is_set():
+                    await self.refresh_rules()
                 records = await self._consumer.getmany(
                     timeout_ms=200, max_records=s.worker_batch_max
                 )
@@ -159,6 +201,8 @@ class Worker:
         finally:
             await self._consumer.stop()
             await self._producer.stop()
+            if self._listener is not None:
+                await self._listener.close()
             await engine.dispose()
             log.info("worker stopped")
 
@@ -220,6 +264,8 @@ class Worker:
         await self.publish_rejections(result.rejections)
 
     async def housekeeping(self) -> None:
+        await self._listen_for_rules()
+        await self.refresh_rules()
         await self.publish_pending_rejections()
         try:
             async with self.sessions() as session:

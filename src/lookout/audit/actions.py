@@ -18,5 +18,6 @@ class Action(StrEnum):
     alert_listed = "api:alert:listed"
     alert_read = "api:alert:read"
     request_denied = "api:request:denied"
+    rules_applied = "operator:rule_set:applied"
     org_created = "operator:organisation:created"
     client_created = "operator:client:created"

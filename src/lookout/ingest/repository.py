@@ -132,6 +132,40 @@ async def events_of(
     return [StoredEvent(*r) for r in rows]
 
 
+async def stored_cloudevents(
+    session: AsyncSession, since: datetime, until: datetime
+) -> list[dict[str, Any]]:
+    """Stored events as CloudEvents (for backtests): every residence event, and every
+    other event in [since, until]. Events whose payload was purged are left out."""
+    rows = await session.execute(
+        select(
+            Event.source,
+            Event.event_id,
+            Event.type,
+            Event.event_time,
+            Event.subject_ref,
+            Event.data,
+        ).where(
+            Event.data.is_not(None),
+            Event.retracted_by.is_(None),
+            (Event.type == "uk.lookout.person.residence.v1")
+            | ((Event.event_time >= since) & (Event.event_time <= until)),
+        )
+    )
+    return [
+        {
+            "specversion": "1.0",
+            "source": r.source,
+            "id": r.event_id,
+            "type": r.type,
+            "time": r.event_time.isoformat(),
+            "subject": r.subject_ref,
+            "data": r.data,
+        }
+        for r in rows
+    ]
+
+
 async def insert_rejections(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
         await session.execute(insert(Rejection), list(rows))

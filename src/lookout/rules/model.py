@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -110,6 +110,7 @@ class Rule:
     condition: cel.Program | None
     path: Path | None = None
     history_conditions: tuple[cel.Program | None, ...] = ()
+    content: dict[str, Any] = field(default_factory=dict)  # as written; the version hashes it
 
     @property
     def id(self) -> str:
@@ -137,9 +138,9 @@ def compile_rule(content: Any, *, path: Path | None = None) -> Rule:
 
     types = [("trigger.types", t) for t in spec.trigger.types]
     types += [(f"history.{h.id}.types", t) for h in spec.history for t in h.types]
-    for field, event_type in types:
+    for name, event_type in types:
         if not re.match(EVENT_TYPE_PATTERN, event_type):
-            raise RuleError(f"{where}: {field}: {event_type!r} is not an event type")
+            raise RuleError(f"{where}: {name}: {event_type!r} is not an event type")
     program = _compile(spec.trigger.condition, f"{where}: trigger.condition")
     history = tuple(
         _compile(h.condition, f"{where}: history.{h.id}.condition") for h in spec.history
@@ -150,6 +151,7 @@ def compile_rule(content: Any, *, path: Path | None = None) -> Rule:
         condition=program,
         path=path,
         history_conditions=history,
+        content=content,
     )
 
 

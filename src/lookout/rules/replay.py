@@ -20,7 +20,7 @@ from lookout.household.service import residence_intervals
 from lookout.household.snapshot import HouseholdSnapshot, Member, age_on
 from lookout.identity.service import LOCAL, NATIONAL
 from lookout.ingest.validation import person_refs
-from lookout.rules.evaluator import HistoryEvent, TriggerEvent, evaluate
+from lookout.rules.evaluator import Candidate, HistoryEvent, TriggerEvent, evaluate
 from lookout.rules.model import Rule
 
 RESIDENCE = "uk.lookout.person.residence.v1"
@@ -35,6 +35,8 @@ class ReplayedAlert:
     recipient_key: str
     children: frozenset[str]  # each child's first strong identifier, "scheme:value"
     evidence: tuple[tuple[str, str], ...]  # (source, id) of the matching trigger events
+    severity: str = ""
+    explanation: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass
@@ -131,6 +133,7 @@ def replay(
     ]
     trigger_types = {t for r in rules for t in r.spec.trigger.types}
     found: dict[tuple[str, int, str], tuple[set[int], list[tuple[str, str]]]] = {}
+    first: dict[tuple[str, int, str], Candidate] = {}
     for pk, e in enumerate(ordered, 1):
         time = datetime.fromisoformat(e["time"])
         if e["type"] not in trigger_types or time < now - horizon:
@@ -167,6 +170,7 @@ def replay(
                     (c.rule.id, home, c.recipient_key), (set(), [])
                 )
                 children.update(c.children)
+                first.setdefault((c.rule.id, home, c.recipient_key), c)
                 evidence.append((e["source"], e["id"]))
     names: dict[int, str] = {}
     by_preference = sorted(
@@ -181,6 +185,8 @@ def replay(
             key,
             frozenset(names.get(c, f"person:{c}") for c in children),
             tuple(sorted(evidence)),
+            first[(rule_id, home, key)].rule.spec.severity.value,
+            first[(rule_id, home, key)].explanation,
         )
         for (rule_id, home, key), (children, evidence) in sorted(found.items())
     ]
