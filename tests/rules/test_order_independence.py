@@ -1,0 +1,112 @@
+"""The alerts that exist after a set of events has been processed do not depend on the
+order the events arrived in, nor on how they were split into batches: hypothesis draws
+households and events, shuffles and splits them, feeds them through the real pipeline on
+PostgreSQL, and compares with the pure replay engine (the oracle)."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+from tests.conftest import TEMPLATE, Infra
+from tests.factories import (
+    NOW,
+    Feeder,
+    ed_attendance,
+    moved_in,
+    moved_out,
+    person,
+    pipeline_config,
+    register_orgs,
+    years_before,
+)
+
+from lookout.alerts.models import Alert
+from lookout.db import create_engine, session_factory
+from lookout.household.models import Household
+from lookout.rules.replay import replay
+
+members = st.lists(st.one_of(st.none(), st.integers(0, 70)), min_size=1, max_size=4)
+attendances = st.lists(
+    st.tuples(
+        st.integers(0, 3), st.sampled_from(["alcohol", "injury", "other"]), st.integers(0, 40)
+    ),
+    max_size=5,
+)
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    for h in range(draw(st.integers(1, 3))):
+        address = {"uprn": f"4000000000{h:02d}", "la_code": "E09000012"}
+        people = []
+        for age in draw(members):
+            p = person(
+                None if age is None else years_before(NOW, age, days=draw(st.integers(0, 364)))
+            )
+            people.append(p)
+            events.append(moved_in(p, years_before(NOW, 1), address, at=NOW - timedelta(days=300)))
+            if draw(st.booleans()) and draw(st.integers(0, 4)) == 0:
+                events.append(
+                    moved_out(p, (NOW - timedelta(days=draw(st.integers(0, 20)))).date(), address)
+                )
+        for who, reason, days in draw(attendances):
+            events.append(
+                ed_attendance(people[who % len(people)], [reason], at=NOW - timedelta(days=days))
+            )
+    return events
+
+
+async def _run(infra: Infra, batches: list[list[dict[str, Any]]]) -> set[tuple[str, str, str]]:
+    name = f"p_{secrets.token_hex(5)}"
+    admin = await asyncpg.connect(infra.server_url)
+    await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE}"')
+    engine = create_engine(infra.url_for(name), pool_size=1)
+    try:
+        sessions = session_factory(engine)
+        await register_orgs(sessions)
+        feeder = Feeder(sessions, pipeline_config())
+        for partition, batch in enumerate(batches):
+            result = await feeder.feed(batch, partition=partition % 4)
+            assert result.rejections == []
+        async with sessions() as session:
+            rows = await session.execute(
+                select(Alert.rule_id, Household.uprn, Alert.recipient_key).join(
+                    Household, Household.id == Alert.household_id
+                )
+            )
+            found = [tuple(r) for r in rows]
+        assert len(found) == len(set(found)), "an alert was raised twice"
+        return set(found)  # type: ignore[arg-type]
+    finally:
+        await engine.dispose()
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(events=scenarios(), data=st.data())
+def test_same_alerts_in_any_order_and_batching(
+    infra: Infra, events: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    shuffled = data.draw(st.permutations(events))
+    cuts = sorted(data.draw(st.sets(st.integers(1, max(len(shuffled) - 1, 1)), max_size=4)))
+    batches = [
+        shuffled[a:b]
+        for a, b in zip([0, *cuts], [*cuts, len(shuffled)], strict=True)
+        if shuffled[a:b]
+    ]
+    expected = {
+        (a.rule_id, a.household[0], a.recipient_key)
+        for a in replay(events, pipeline_config().rules, now=NOW)
+    }
+    assert asyncio.run(_run(infra, batches)) == expected
