@@ -30,6 +30,10 @@ orgs_app = typer.Typer(help="Register organisations.", no_args_is_help=True)
 clients_app = typer.Typer(help="Register machine clients of organisations.", no_args_is_help=True)
 app.add_typer(orgs_app, name="orgs")
 rules_app = typer.Typer(help="Write and test trigger rules.", no_args_is_help=True)
+offsets_app = typer.Typer(
+    help="See and move the workers' stored offsets.", invoke_without_command=True
+)
+app.add_typer(offsets_app, name="offsets")
 app.add_typer(clients_app, name="clients")
 app.add_typer(rules_app, name="rules")
 
@@ -359,6 +363,82 @@ def rules_backtest(
 
 def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+async def _partitions(settings: Settings) -> tuple[str, list[Any]]:
+    from lookout import kafka
+    from lookout.db import create_engine, session_factory
+    from lookout.ingest import repository
+    from lookout.ingest.offsets import PartitionView
+
+    cluster = await kafka.cluster_id(settings.kafka_bootstrap_servers)
+    engine = create_engine(settings.database_url, pool_size=1)
+    try:
+        async with session_factory(engine)() as session:
+            stored = await repository.all_positions(
+                session, settings.consumer_group, settings.events_topic
+            )
+    finally:
+        await engine.dispose()
+    current = {p: s.next_offset for p, s in stored.items() if s.cluster_id == cluster}
+    ends = await kafka.log_ends(settings.kafka_bootstrap_servers, settings.events_topic, current)
+    return cluster, [PartitionView(p, stored.get(p), end) for p, end in sorted(ends.items())]
+
+
+@offsets_app.callback()
+def offsets_show(ctx: typer.Context) -> None:
+    """Stored offset and log end per partition; flags partitions stopped beyond the log end."""
+    if ctx.invoked_subcommand:
+        return
+    settings = _settings("database_url", "kafka_bootstrap_servers")
+    cluster, views = asyncio.run(_partitions(settings))
+    typer.echo(f"cluster {cluster}  topic {settings.events_topic}  group {settings.consumer_group}")
+    for v in views:
+        stored = "-" if v.stored is None else f"{v.stored.next_offset} ({v.stored.cluster_id})"
+        flag = "  STOPPED: stored offset beyond the log end" if v.beyond_end else ""
+        typer.echo(f"  partition {v.partition}: stored {stored}, log end {v.log_end}{flag}")
+
+
+@offsets_app.command("resume")
+def offsets_resume(
+    partition: Annotated[int, typer.Option(help="The partition to move")],
+    to: Annotated[str, typer.Option(help="start, end, or an offset")],
+    by: Annotated[str, typer.Option("--by", help="Who decides")],
+    reason: Annotated[str, typer.Option("--reason", help="Why")],
+) -> None:
+    """Move a partition's stored offset (audited); a stopped worker resumes from it."""
+    from lookout.ingest import offsets
+
+    settings = _settings("database_url", "kafka_bootstrap_servers")
+    cluster, views = asyncio.run(_partitions(settings))
+    view = next((v for v in views if v.partition == partition), None)
+    if view is None:
+        typer.echo(f"error: {settings.events_topic} has no partition {partition}", err=True)
+        raise typer.Exit(2)
+    target = {"start": 0, "end": view.log_end}.get(to)
+    if target is None:
+        if not to.isdigit():
+            typer.echo("error: --to must be start, end or an offset", err=True)
+            raise typer.Exit(2)
+        target = int(to)
+    actor = Actor(client_id="lookout-cli", end_user=by[:200], purpose="operations")
+    moved = _in_transaction(
+        settings,
+        lambda s: offsets.move(
+            s,
+            actor,
+            group_id=settings.consumer_group,
+            topic=settings.events_topic,
+            partition=partition,
+            cluster_id=cluster,
+            to=target,
+            log_end=view.log_end,
+            reason=reason,
+        ),
+    )
+    typer.echo(
+        f"partition {partition}: stored offset is now {moved.next_offset}; workers resume from it"
+    )
 
 
 @app.command()

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
@@ -136,10 +137,43 @@ def consumer_config(
         "client_id": client_id,
         "group_id": group_id,
         "enable_auto_commit": False,
-        "auto_offset_reset": "earliest",
+        # Lookout seeks every assigned partition itself (offsets live in PostgreSQL); an
+        # offset the broker does not have is an error to stop on, never a silent reset.
+        "auto_offset_reset": "none",
         "isolation_level": "read_uncommitted",
         "session_timeout_ms": session_timeout_ms,
         "heartbeat_interval_ms": heartbeat_interval_ms,
         "fetch_max_wait_ms": fetch_max_wait_ms,
         "max_poll_records": max_poll_records,
     }
+
+
+async def log_ends(bootstrap: str, topic: str, start: Mapping[int, int]) -> dict[int, int]:
+    """The log end of each partition from a fetch's high-water mark (-1 if unknown).
+
+    Not ListOffsets: the bundled broker under-reports the log end there. Each partition
+    is fetched from just below ``start`` (e.g. the committed offset)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=100,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, max(start.get(tp.partition, 0) - 1, 0))
+        ends: dict[int, int] = {}
+        for _ in range(10):
+            await consumer.getmany(timeout_ms=200, max_records=1)
+            for tp in tps:
+                if (hw := consumer.highwater(tp)) is not None:
+                    ends[tp.partition] = hw
+            if len(ends) == len(tps):
+                break
+        return {tp.partition: ends.get(tp.partition, -1) for tp in tps}
+    finally:
+        await consumer.stop()

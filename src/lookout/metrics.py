@@ -91,4 +91,9 @@ OPEN_ALERTS = Gauge(
     "Alerts not yet closed, by severity and age band (refreshed by the workers).",
     ["severity", "age"],
 )
+PARTITION_STOPPED = Gauge(
+    "lookout_partition_stopped",
+    "1 while a partition is stopped because its stored offset is beyond the log end.",
+    ["topic", "partition"],
+)
 WORKER_UP = Gauge("lookout_worker_assigned_partitions", "Partitions assigned to this worker.")

@@ -10,8 +10,6 @@ import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
 from lookout import kafka
 from lookout.alerts import repository as alerts_repository
 from lookout.db import create_engine, session_factory
@@ -28,35 +26,6 @@ class Status:
     last_event_by_source: list[tuple[str, datetime]] = field(default_factory=list)
     open_alerts: dict[str, int] = field(default_factory=dict)
     undeliverable: int = 0
-
-
-async def _log_ends(settings: Settings, start: dict[int, int]) -> dict[int, int]:
-    """High-water mark per partition, read from a fetch at each partition's stored offset."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        enable_auto_commit=False,
-        fetch_max_wait_ms=100,
-    )
-    await consumer.start()
-    try:
-        partitions = consumer.partitions_for_topic(settings.events_topic) or set()
-        tps = [TopicPartition(settings.events_topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        for tp in tps:
-            consumer.seek(tp, max(start.get(tp.partition, 0) - 1, 0))
-        ends: dict[int, int] = {}
-        for _ in range(10):
-            await consumer.getmany(timeout_ms=200, max_records=1)
-            for tp in tps:
-                if (hw := consumer.highwater(tp)) is not None:
-                    ends[tp.partition] = hw
-            if len(ends) == len(tps):
-                break
-        for tp in tps:
-            ends.setdefault(tp.partition, -1)
-        return ends
-    finally:
-        await consumer.stop()
 
 
 async def gather(settings: Settings) -> Status:
@@ -77,7 +46,7 @@ async def gather(settings: Settings) -> Status:
     current = {
         p: pos.next_offset for p, pos in stored.items() if pos.cluster_id == status.cluster_id
     }
-    ends = await _log_ends(settings, current)
+    ends = await kafka.log_ends(settings.kafka_bootstrap_servers, settings.events_topic, current)
     for partition, end in sorted(ends.items()):
         committed = current.get(partition, 0)
         status.partitions.append((partition, committed, end - committed if end >= 0 else None))

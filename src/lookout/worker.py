@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, NoOffsetForPartitionError, OffsetOutOfRangeError
 from prometheus_client import start_http_server
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -88,6 +88,9 @@ class Worker:
         self.rule_set_id: int | None = None
         self._rules_changed = asyncio.Event()
         self._listener: asyncpg.Connection | None = None
+        # Partitions whose stored offset is beyond the log end, with that offset: they stay
+        # paused until an operator moves the stored offset (``lookout offsets resume``).
+        self.stopped: dict[tuple[str, int], int] = {}
 
     @property
     def config(self) -> PipelineConfig:
@@ -179,24 +182,38 @@ class Worker:
         )
         try:
             loop = asyncio.get_running_loop()
-            next_sweep = 0.0
+            next_sweep = next_resume_check = 0.0
             while not self.stopping.is_set():
                 if loop.time() >= next_sweep:
                     await self.housekeeping()
                     next_sweep = loop.time() + HOUSEKEEPING_INTERVAL_S
                 if self._rules_changed.is_set():
                     await self.refresh_rules()
-                records = await self._consumer.getmany(
-                    timeout_ms=200, max_records=s.worker_batch_max
-                )
+                if self.stopped and loop.time() >= next_resume_check:
+                    await self.resume_moved_partitions()
+                    next_resume_check = loop.time() + 2.0
+                try:
+                    records = await self._consumer.getmany(
+                        timeout_ms=200, max_records=s.worker_batch_max
+                    )
+                except OffsetOutOfRangeError as exc:
+                    for tp, offset in exc.args[0].items():
+                        await self.stop_partition(tp, offset, None)
+                    continue
+                except NoOffsetForPartitionError:
+                    # A fetch raced the rebalance listener's seek (it always seeks): retry.
+                    await asyncio.sleep(0.05)
+                    continue
                 messages = [
                     Message(tp.topic, tp.partition, r.offset, r.key, r.value)
                     for tp, batch in sorted(records.items(), key=lambda kv: kv[0].partition)
                     if (tp.topic, tp.partition) in self.positions
+                    and (tp.topic, tp.partition) not in self.stopped
                     for r in batch
                 ]
                 if messages:
                     await self.handle(messages)
+                await self.check_log_ends()
                 self.observe_lag()
         finally:
             await self._consumer.stop()
@@ -263,7 +280,69 @@ class Worker:
         )
         await self.publish_rejections(result.rejections)
 
+    async def check_log_ends(self) -> None:
+        """With the same broker cluster, a stored offset beyond the log end (as the fetch
+        high-water mark shows it) means the log lost records or is not the one the offset
+        belongs to: stop the partition and tell the operator; never skip or reset."""
+        assert self._consumer is not None
+        for (topic, partition), position in list(self.positions.items()):
+            if (topic, partition) in self.stopped or position is None:
+                continue
+            if position.cluster_id != self.config.cluster_id:
+                continue
+            tp = TopicPartition(topic, partition)
+            highwater = self._consumer.highwater(tp)
+            if highwater is not None and position.next_offset > highwater:
+                await self.stop_partition(tp, position.next_offset, highwater)
+
+    async def stop_partition(self, tp: TopicPartition, offset: int, log_end: int | None) -> None:
+        assert self._consumer is not None
+        self._consumer.pause(tp)
+        self.stopped[(tp.topic, tp.partition)] = offset
+        metrics.PARTITION_STOPPED.labels(tp.topic, str(tp.partition)).set(1)
+        log.error(
+            "partition stopped: stored offset beyond the log end; see `lookout offsets`",
+            partition=tp.partition,
+            stored_offset=offset,
+            log_end=log_end,
+        )
+        async with self.sessions() as session, session.begin():
+            await record(
+                session,
+                WORKER,
+                [
+                    Entry(
+                        Action.partition_stopped,
+                        "partition",
+                        f"{tp.topic}[{tp.partition}]",
+                        outcome="stopped",
+                        details={"stored_offset": offset, "log_end": log_end},
+                    )
+                ],
+            )
+
+    async def resume_moved_partitions(self) -> None:
+        """Resume stopped partitions whose stored offset an operator has moved."""
+        assert self._consumer is not None
+        for (topic, partition), offset in list(self.stopped.items()):
+            async with self.sessions() as session:
+                stored = (
+                    await ingest.stored_positions(
+                        session, self.settings.consumer_group, topic, [partition]
+                    )
+                ).get(partition)
+            if stored is None or stored.next_offset == offset:
+                continue
+            tp = TopicPartition(topic, partition)
+            del self.stopped[(topic, partition)]
+            self.positions[(topic, partition)] = stored
+            self._consumer.seek(tp, stored.next_offset)
+            self._consumer.resume(tp)
+            metrics.PARTITION_STOPPED.labels(topic, str(partition)).set(0)
+            log.warning("partition resumed", partition=partition, offset=stored.next_offset)
+
     async def housekeeping(self) -> None:
+        await self.resume_moved_partitions()
         await self._listen_for_rules()
         await self.refresh_rules()
         await self.publish_pending_rejections()
@@ -396,6 +475,7 @@ class Worker:
     def on_revoked(self, revoked: set[TopicPartition]) -> None:
         for tp in revoked:
             self.positions.pop((tp.topic, tp.partition), None)
+            self.stopped.pop((tp.topic, tp.partition), None)
         metrics.WORKER_UP.set(len(self.positions))
 
 

@@ -29,6 +29,8 @@ def lookout(
         "LOOKOUT_DATABASE_URL": settings.database_url,
         "LOOKOUT_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
         "LOOKOUT_EVENTS_TOPIC": settings.events_topic,
+        "LOOKOUT_DLQ_TOPIC": settings.dlq_topic,
+        "LOOKOUT_CONSUMER_GROUP": settings.consumer_group,
     }
     return subprocess.run(
         [sys.executable, "-m", "lookout", *args],
