@@ -87,10 +87,10 @@ async def test_three_workers_split_the_load_with_the_same_results(
                 re.search(r"^lookout_worker_assigned_partitions 2\.0$", t, re.M) for t in texts
             )
 
-        await wait_for(balanced, within_s=60)  # all three hold two partitions each
+        await wait_for(balanced, within_s=120)  # all three hold two partitions each
         events, expected = households(datetime.now(UTC))
         await publish(settings, events)
-        await wait_for(lambda: caught_up(sessions, settings, len(events)), within_s=90)
+        await wait_for(lambda: caught_up(sessions, settings, len(events)), within_s=120)
 
         consumed = []
         for port in ports:
