@@ -7,8 +7,9 @@ from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_CONSUMED = Counter(
     "lookout_events_consumed_total",
-    "Messages consumed from the events topic, by event type and outcome.",
-    ["type", "outcome"],
+    "Messages consumed from the events topic, by event type, source and outcome "
+    "(unknown types are 'other', unregistered sources 'unregistered').",
+    ["type", "source", "outcome"],
 )
 REJECTIONS = Counter(
     "lookout_rejections_total",
@@ -34,7 +35,7 @@ FENCED = Counter(
     "Batches refused because the stored offset moved (partition lost).",
 )
 RULE_EVALUATIONS = Counter(
-    "lookout_rule_evaluations_total", "Rule evaluations of trigger events.", ["rule"]
+    "lookout_rule_evaluations_total", "Rule evaluations of trigger events.", ["rule", "version"]
 )
 RULE_ERRORS = Counter(
     "lookout_rule_errors_total",
@@ -43,8 +44,8 @@ RULE_ERRORS = Counter(
 )
 ALERTS_RAISED = Counter(
     "lookout_alerts_raised_total",
-    "Alerts raised, by rule, severity and recipient kind.",
-    ["rule", "severity", "recipient_kind"],
+    "Alerts raised (rule fires), by rule, rule version, severity and recipient kind.",
+    ["rule", "version", "severity", "recipient_kind"],
 )
 ALERTS_UNDELIVERABLE = Counter(
     "lookout_alerts_undeliverable_total",

@@ -171,7 +171,7 @@ async def process_batch(
         if key in seen:
             if seen[key] == v.content_hash:
                 result.duplicates += 1
-                metrics.EVENTS_CONSUMED.labels(v.event.type, "duplicate").inc()
+                metrics.EVENTS_CONSUMED.labels(v.event.type, v.event.source, "duplicate").inc()
             else:
                 rejected.append(
                     (
@@ -222,7 +222,9 @@ async def process_batch(
         audit.append(
             Entry(Action.event_accepted, "event", str(pk), details={"type": item.valid.event.type})
         )
-        metrics.EVENTS_CONSUMED.labels(item.valid.event.type, "accepted").inc()
+        metrics.EVENTS_CONSUMED.labels(
+            item.valid.event.type, item.valid.event.source, "accepted"
+        ).inc()
     result.accepted = len(fresh)
     result.sources = {item.valid.event.source for item in fresh}
 
@@ -326,7 +328,10 @@ async def process_batch(
         rejection_id = uuid.uuid4()
         result.rejections.append(RejectionOut(rejection_id, invalid.reason, message))
         metrics.REJECTIONS.labels(invalid.reason.value).inc()
-        metrics.EVENTS_CONSUMED.labels(invalid.event_type or "unknown", "rejected").inc()
+        # Labels stay bounded: a hostile message cannot invent new types or sources.
+        type_label = invalid.event_type if invalid.event_type in config.catalogue.types else "other"
+        source_label = invalid.source if invalid.source in agencies else "unregistered"
+        metrics.EVENTS_CONSUMED.labels(type_label, source_label, "rejected").inc()
         rows.append(
             {
                 "id": rejection_id,
@@ -388,7 +393,7 @@ async def _evaluate(
         )
         for rule in config.rules:
             if event.type in rule.spec.trigger.types:
-                metrics.RULE_EVALUATIONS.labels(rule.id).inc()
+                metrics.RULE_EVALUATIONS.labels(rule.id, rule.version[:12]).inc()
         persons = {m.person_id for m in snapshot.members} | {event.subject_person_id or 0}
         past = [h for p in persons for h in history.get(p, ())]
         matches.extend((trigger, c) for c in evaluate(config.rules, trigger, snapshot, past))

@@ -172,6 +172,10 @@ class Worker:
                 max_poll_records=s.kafka_max_poll_records,
             )
         )
+        for reason in Reason:  # so that increase() sees each first rejection
+            metrics.REJECTIONS.labels(reason.value)
+        for rule in self.config.rules:
+            metrics.ALERTS_UNDELIVERABLE.labels(rule.id)
         self._consumer.subscribe([s.events_topic], listener=_Rebalance(self))
         await self._consumer.start()
         log.info(
@@ -476,6 +480,9 @@ class Worker:
         for tp in revoked:
             self.positions.pop((tp.topic, tp.partition), None)
             self.stopped.pop((tp.topic, tp.partition), None)
+            for gauge in (metrics.CONSUMER_LAG, metrics.PARTITION_STOPPED):
+                with contextlib.suppress(KeyError):  # another worker reports it now
+                    gauge.remove(tp.topic, str(tp.partition))
         metrics.WORKER_UP.set(len(self.positions))
 
 

@@ -65,7 +65,9 @@ async def apply(
                 await repository.add_evidence(session, alert_id, event.event_pk, "trigger")
                 raised.append(Raised(alert_id, org_id, event.time))
                 kind = candidate.recipient_key.split(":", 1)[0]
-                metrics.ALERTS_RAISED.labels(rule.id, rule.spec.severity.value, kind).inc()
+                metrics.ALERTS_RAISED.labels(
+                    rule.id, rule.version[:12], rule.spec.severity.value, kind
+                ).inc()
                 if org_id is None:
                     metrics.ALERTS_UNDELIVERABLE.labels(rule.id).inc()
                 audit.append(
