@@ -77,3 +77,17 @@ API_LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 WORKER_UP = Gauge("lookout_worker_assigned_partitions", "Partitions assigned to this worker.")
+AUDIT_SEALED = Counter(
+    "lookout_audit_sealed_total", "Audit records chained by the sealer (lookout sealer)."
+)
+AUDIT_CHECKPOINTS = Counter(
+    "lookout_audit_checkpoints_total", "Signed audit checkpoints written by the sealer."
+)
+AUDIT_VERIFICATIONS = Counter(
+    "lookout_audit_verifications_total", "Audit trail verifications, by result.", ["result"]
+)
+RETENTION_PURGED = Counter(
+    "lookout_retention_purged_total",
+    "Rows whose personal data the retention job purged, by kind.",
+    ["kind"],
+)

@@ -1,7 +1,7 @@
 """Every ORM model, imported once so that metadata (and Alembic) sees all tables."""
 
 from lookout.alerts.models import Alert, AlertEvidence
-from lookout.audit.models import AuditRecord
+from lookout.audit.models import AuditCheckpoint, AuditRecord, AuditSeal
 from lookout.db import Base
 from lookout.household.models import Flag, Household, Relationship, Residence
 from lookout.identity.models import Person, PersonIdentifier
@@ -11,7 +11,9 @@ from lookout.orgs.models import Client
 __all__ = [
     "Alert",
     "AlertEvidence",
+    "AuditCheckpoint",
     "AuditRecord",
+    "AuditSeal",
     "Base",
     "Client",
     "ConsumerOffset",

@@ -260,6 +260,7 @@ def test_run_stack_with_configured_services(
                 migrate=migrated.append,
                 api_command=_dummy(pids_dir, "api"),
                 worker_command=_dummy(pids_dir, "worker"),
+                sealer_command=_dummy(pids_dir, "sealer"),
                 stop_event=stop,
             )
         )
@@ -267,7 +268,8 @@ def test_run_stack_with_configured_services(
     thread.start()
     dev_env = state_dir / "dev.env"
     try:
-        _wait_for(lambda: len(list(pids_dir.iterdir())) == 2, 20, "the children")
+        _wait_for(lambda: len(list(pids_dir.iterdir())) == 3, 20, "the children")
+        assert set(_roles(pids_dir)) == {"api", "worker", "sealer"}
         lines = dev_env.read_text().splitlines()
         assert lines[:3] == [
             f"LOOKOUT_DATABASE_URL={database_url}",
@@ -313,7 +315,7 @@ settings = Settings(
 )
 sys.exit(run_stack(
     settings, workers=2, migrate=None, durable=False,
-    api_command=cfg["api"], worker_command=cfg["worker"],
+    api_command=cfg["api"], worker_command=cfg["worker"], sealer_command=None,
 ))
 """
 
