@@ -80,7 +80,8 @@ async def trail(
         seqs = [r.seq for r in await repository.rows_in_range(session, 0, 10_000)]
         checkpoints = [c.seq for c in await repository.checkpoints(session)]
     gaps = sorted(set(range(seqs[0], seqs[-1])) - set(seqs))
-    assert gaps and len(checkpoints) == 2
+    assert gaps
+    assert len(checkpoints) == 2
     return Trail(settings, sessions, seqs, gaps, checkpoints)
 
 
