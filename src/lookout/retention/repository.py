@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, null, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lookout.alerts.models import Alert, AlertStatus
@@ -27,7 +27,7 @@ async def purge_event_data(session: AsyncSession, before: datetime, limit: int) 
     rows = await session.execute(
         update(Event)
         .where(Event.id.in_(due))
-        .values(data=None, subject_ref="")
+        .values(data=null(), subject_ref="")  # SQL NULL, not JSON null
         .returning(Event.id)
         .execution_options(synchronize_session=False)
     )
