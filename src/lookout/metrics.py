@@ -80,6 +80,7 @@ WORKER_UP = Gauge("lookout_worker_assigned_partitions", "Partitions assigned to 
 AUDIT_SEALED = Counter(
     "lookout_audit_sealed_total", "Audit records chained by the sealer (lookout sealer)."
 )
+AUDIT_SEALED_SEQ = Gauge("lookout_audit_sealed_seq", "The last audit record the sealer chained.")
 AUDIT_CHECKPOINTS = Counter(
     "lookout_audit_checkpoints_total", "Signed audit checkpoints written by the sealer."
 )

@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     # Where signed checkpoints are written as files for shipping off the box.
     audit_checkpoint_dir: Path | None = None  # default <state_dir>/audit-checkpoints
     audit_seal_interval_s: float = Field(default=2.0, gt=0)
+    sealer_metrics_port: int = 9107  # 0: none
     audit_checkpoint_interval_s: float = Field(default=300.0, gt=0)
     # How long one pass waits for transactions older than its fence to finish.
     audit_seal_wait_s: float = Field(default=10.0, gt=0)

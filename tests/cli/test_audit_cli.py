@@ -32,6 +32,7 @@ def _env(settings: Settings, state: Path) -> dict[str, str]:
         "LOOKOUT_STATE_DIR": str(state),
         "LOOKOUT_AUDIT_SEAL_INTERVAL_S": "0.2",
         "LOOKOUT_LOG_JSON": "false",
+        "LOOKOUT_SEALER_METRICS_PORT": "0",
     }
 
 

@@ -43,6 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
+from prometheus_client import start_http_server
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from lookout import metrics
@@ -168,6 +169,7 @@ async def seal_once(
             last = await repository.last_seal(session)
             head = last[0] if last else 0
     metrics.AUDIT_SEALED.inc(sealed)
+    metrics.AUDIT_SEALED_SEQ.set(head)
     checkpoint = await _checkpoint(sessions, settings, force=force_checkpoint)
     return SealResult(sealed=sealed, head_seq=head, waiting=not passed, checkpoint_seq=checkpoint)
 
@@ -182,6 +184,11 @@ async def run_sealer(settings: Settings, stop: asyncio.Event | None = None) -> N
         except (NotImplementedError, RuntimeError):  # not the main thread
             break
     signing.signing_key(settings, create=True)  # fail fast on a bad key
+    if settings.sealer_metrics_port:
+        try:
+            start_http_server(settings.sealer_metrics_port, addr="0.0.0.0")  # noqa: S104
+        except OSError as exc:  # sealing matters more than its metrics
+            log.warning("sealer.metrics_unavailable", error=safe_error(exc))
     engine = create_engine(settings.database_url, pool_size=2)
     log.info("sealer.started", interval_s=settings.audit_seal_interval_s)
     backoff = 1.0
