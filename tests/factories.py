@@ -5,20 +5,23 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from lookout.audit.sealer import SealResult, seal_once
 from lookout.audit.service import Actor
+from lookout.db import create_engine
 from lookout.identity.identifiers import nhs_number_check_digit
 from lookout.ingest.catalogue import Catalogue
 from lookout.orgs import service
 from lookout.orgs.models import OrgKind
 from lookout.pipeline import BatchResult, Message, PipelineConfig, process_batch
 from lookout.rules.model import load_rules
-from lookout.settings import PROJECT_ROOT
+from lookout.settings import PROJECT_ROOT, Settings
 
 LA = "E09000012"
 OTHER_LA = "E09000002"
@@ -190,3 +193,28 @@ class Feeder:
 
     async def feed_each(self, events: Sequence[dict[str, Any] | bytes]) -> list[BatchResult]:
         return [await self.feed([e]) for e in events]
+
+
+def with_state_dir(settings: Settings, state_dir: Path) -> Settings:
+    """The test's settings with its own state dir (audit signing key, checkpoint files)."""
+    return settings.model_copy(update={"state_dir": state_dir, "audit_seal_wait_s": 5.0})
+
+
+async def register_auditor(
+    sessions: async_sessionmaker[AsyncSession], org_id: str = "ico-auditor"
+) -> tuple[str, str]:
+    """An auditor organisation and one client of it: (client_id, secret)."""
+    async with sessions() as session, session.begin():
+        await service.create_org(
+            session, TEST_ACTOR, org_id=org_id, name="Auditor", kind=OrgKind.auditor
+        )
+        return await service.create_client(session, TEST_ACTOR, org_id)
+
+
+async def seal(settings: Settings) -> SealResult:
+    """One sealer pass with a checkpoint, as ``lookout audit seal`` runs it."""
+    engine = create_engine(settings.database_url, pool_size=1)
+    try:
+        return await seal_once(engine, settings, force_checkpoint=True)
+    finally:
+        await engine.dispose()

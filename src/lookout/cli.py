@@ -28,6 +28,8 @@ app = typer.Typer(
 )
 orgs_app = typer.Typer(help="Register organisations.", no_args_is_help=True)
 clients_app = typer.Typer(help="Register machine clients of organisations.", no_args_is_help=True)
+audit_app = typer.Typer(help="Seal and verify the audit trail.", no_args_is_help=True)
+retention_app = typer.Typer(help="Apply the retention policy.", no_args_is_help=True)
 app.add_typer(orgs_app, name="orgs")
 rules_app = typer.Typer(help="Write and test trigger rules.", no_args_is_help=True)
 offsets_app = typer.Typer(
@@ -36,6 +38,8 @@ offsets_app = typer.Typer(
 app.add_typer(offsets_app, name="offsets")
 app.add_typer(clients_app, name="clients")
 app.add_typer(rules_app, name="rules")
+app.add_typer(audit_app, name="audit")
+app.add_typer(retention_app, name="retention")
 
 T = TypeVar("T")
 OPERATOR = Actor(client_id="lookout-cli", purpose="administration")
@@ -110,6 +114,121 @@ def worker() -> None:
     settings = _settings("database_url", "kafka_bootstrap_servers")
     configure_logging(settings.log_level, settings.log_json)
     run_worker(settings)
+
+
+@app.command()
+def sealer() -> None:
+    """Chain committed audit records and sign checkpoints, every few seconds (one process)."""
+    from lookout.audit.sealer import run_sealer
+
+    settings = _settings("database_url")
+    configure_logging(settings.log_level, settings.log_json)
+    asyncio.run(run_sealer(settings))
+
+
+@audit_app.command("seal")
+def audit_seal(
+    checkpoint: Annotated[bool, typer.Option(help="Sign a checkpoint of the new head")] = True,
+) -> None:
+    """One sealing pass: chain every record committed so far, then sign a checkpoint."""
+    from lookout.audit.sealer import seal_once
+    from lookout.db import create_engine
+
+    settings = _settings("database_url")
+
+    async def main() -> Any:
+        engine = create_engine(settings.database_url, pool_size=2)
+        try:
+            return await seal_once(engine, settings, force_checkpoint=checkpoint)
+        finally:
+            await engine.dispose()
+
+    result = asyncio.run(main())
+    typer.echo(
+        f"sealed {result.sealed} record(s); chain head at seq {result.head_seq}"
+        + (f"; checkpoint signed at seq {result.checkpoint_seq}" if result.checkpoint_seq else "")
+    )
+    if result.waiting:
+        typer.echo("older transactions are still open: run again to seal the rest", err=True)
+        raise typer.Exit(3)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Check every link of the hash chain and every signed checkpoint; name the first
+    bad record. Exit code 0 when intact, 1 when not."""
+    from lookout.audit import signing
+    from lookout.audit.actions import Action
+    from lookout.audit.service import Entry, record
+    from lookout.audit.verify import Report, verify
+
+    settings = _settings("database_url")
+
+    async def work(session: AsyncSession) -> Report:
+        report = await verify(
+            session, signing.verify_key(settings), signing.checkpoint_dir(settings)
+        )
+        await record(
+            session,
+            OPERATOR,
+            [
+                Entry(
+                    Action.audit_verified_cli,
+                    "audit",
+                    None,
+                    outcome="ok" if report.ok else "failed",
+                    details={
+                        "records_checked": report.records_checked,
+                        "first_bad_seq": report.first_bad_seq,
+                        "bad_checkpoint_seq": report.bad_checkpoint_seq,
+                    },
+                )
+            ],
+        )
+        return report
+
+    report = _in_transaction(settings, work)
+    if json:
+        typer.echo(orjson.dumps(report.__dict__).decode())
+    elif report.ok:
+        typer.echo(
+            f"audit trail intact: {report.records_checked} record(s), sealed through seq "
+            f"{report.sealed_through} ({report.unsealed} not sealed yet), "
+            f"{report.checkpoints_checked} signed checkpoint(s)"
+        )
+    else:
+        where = (
+            f"first bad record: seq {report.first_bad_seq}"
+            if report.first_bad_seq is not None
+            else f"bad checkpoint at seq {report.bad_checkpoint_seq}"
+        )
+        typer.echo(f"AUDIT TRAIL FAILS VERIFICATION: {where}: {report.problem}", err=True)
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@retention_app.command("run")
+def retention_run() -> None:
+    """Purge personal data past its retention period (docs/retention.md), recording what
+    was purged in the audit trail."""
+    from lookout.db import create_engine, session_factory
+    from lookout.retention.service import Purged, run_retention
+
+    settings = _settings("database_url")
+
+    async def main() -> Purged:
+        engine = create_engine(settings.database_url, pool_size=1)
+        try:
+            return await run_retention(session_factory(engine), settings, datetime.now(UTC))
+        finally:
+            await engine.dispose()
+
+    purged = asyncio.run(main())
+    typer.echo(
+        f"purged: {purged.events} event payload(s), {purged.alerts} closed alert(s), "
+        f"{purged.rejections} rejection(s) (recorded in the audit trail)"
+    )
 
 
 @app.command()

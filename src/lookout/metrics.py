@@ -98,3 +98,22 @@ PARTITION_STOPPED = Gauge(
     ["topic", "partition"],
 )
 WORKER_UP = Gauge("lookout_worker_assigned_partitions", "Partitions assigned to this worker.")
+AUDIT_SEALED = Counter(
+    "lookout_audit_sealed_total", "Audit records chained by the sealer (lookout sealer)."
+)
+AUDIT_SEALED_SEQ = Gauge("lookout_audit_sealed_seq", "The last audit record the sealer chained.")
+AUDIT_CHECKPOINTS = Counter(
+    "lookout_audit_checkpoints_total", "Signed audit checkpoints written by the sealer."
+)
+AUDIT_VERIFICATIONS = Counter(
+    "lookout_audit_verifications_total", "Audit trail verifications, by result.", ["result"]
+)
+AUDIT_LAST_CHECKPOINT = Gauge(
+    "lookout_audit_last_checkpoint_timestamp_seconds",
+    "When the sealer last signed an audit checkpoint (its age is time() minus this).",
+)
+RETENTION_PURGED = Counter(
+    "lookout_retention_purged_total",
+    "Rows whose personal data the retention job purged, by kind.",
+    ["kind"],
+)

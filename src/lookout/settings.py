@@ -61,6 +61,29 @@ class Settings(BaseSettings):
     # Embedded stack (local development only).
     state_dir: Path = PROJECT_ROOT / ".lookout"
 
+    # Audit sealer (``lookout sealer``): hash chain and signed checkpoints.
+    # Ed25519 signing key: base64 of the 32-byte raw private key, or PEM. Empty means the
+    # key file below (created with mode 0600 on first use by the sealer).
+    audit_signing_key: SecretStr = SecretStr("")
+    audit_signing_key_file: Path | None = None  # default <state_dir>/audit_signing_key
+    # Verifiers that do not hold the private key: base64 of the raw 32-byte public key.
+    audit_verify_key: str = ""
+    # Where signed checkpoints are written as files for shipping off the box.
+    audit_checkpoint_dir: Path | None = None  # default <state_dir>/audit-checkpoints
+    audit_seal_interval_s: float = Field(default=2.0, gt=0)
+    sealer_metrics_port: int = 9107  # 0: none
+    audit_checkpoint_interval_s: float = Field(default=300.0, gt=0)
+    # The sealer verifies the whole trail this often (metric lookout_audit_verifications_total).
+    audit_verify_interval_s: float = Field(default=900.0, gt=0)
+    # How long one pass waits for transactions older than its fence to finish.
+    audit_seal_wait_s: float = Field(default=10.0, gt=0)
+
+    # Retention (docs/retention.md). Days; counted from closure, receipt or event time.
+    retention_closed_nfa_alert_days: int = Field(default=730, ge=1)  # closed, no further action
+    retention_rejection_raw_days: int = Field(default=30, ge=1)  # rejected bytes and detail
+    retention_event_data_days: int = Field(default=730, ge=1)  # event payloads (events.data)
+    retention_batch_size: int = Field(default=1_000, ge=1)
+
     log_level: str = "INFO"
     log_json: bool = True
 

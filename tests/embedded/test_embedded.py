@@ -193,17 +193,16 @@ async def test_broker_topics_produce_and_consume(embedded_broker: EmbeddedBroker
     finally:
         await producer.stop()
 
-    consumer = AIOKafkaConsumer(
-        "embedded.events",
-        **consumer_config(
-            bootstrap,
-            "embedded-test",
-            session_timeout_ms=2_000,
-            heartbeat_interval_ms=500,
-            fetch_max_wait_ms=50,
-            max_poll_records=10,
-        ),
+    config = consumer_config(
+        bootstrap,
+        "embedded-test",
+        session_timeout_ms=2_000,
+        heartbeat_interval_ms=500,
+        fetch_max_wait_ms=50,
+        max_poll_records=10,
     )
+    # The worker seeks every partition itself ("none"); this plain consumer starts at the start.
+    consumer = AIOKafkaConsumer("embedded.events", **{**config, "auto_offset_reset": "earliest"})
     await consumer.start()
     try:
         message = await asyncio.wait_for(consumer.getone(), timeout=15)
@@ -260,6 +259,7 @@ def test_run_stack_with_configured_services(
                 migrate=migrated.append,
                 api_command=_dummy(pids_dir, "api"),
                 worker_command=_dummy(pids_dir, "worker"),
+                sealer_command=_dummy(pids_dir, "sealer"),
                 stop_event=stop,
             )
         )
@@ -267,7 +267,8 @@ def test_run_stack_with_configured_services(
     thread.start()
     dev_env = state_dir / "dev.env"
     try:
-        _wait_for(lambda: len(list(pids_dir.iterdir())) == 2, 20, "the children")
+        _wait_for(lambda: len(list(pids_dir.iterdir())) == 3, 20, "the children")
+        assert set(_roles(pids_dir)) == {"api", "worker", "sealer"}
         lines = dev_env.read_text().splitlines()
         assert lines[:3] == [
             f"LOOKOUT_DATABASE_URL={database_url}",
@@ -313,7 +314,7 @@ settings = Settings(
 )
 sys.exit(run_stack(
     settings, workers=2, migrate=None, durable=False,
-    api_command=cfg["api"], worker_command=cfg["worker"],
+    api_command=cfg["api"], worker_command=cfg["worker"], sealer_command=None,
 ))
 """
 

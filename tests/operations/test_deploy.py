@@ -47,9 +47,7 @@ OPERATIONS = PROJECT_ROOT / "docs" / "operations.md"
 # Remove each entry once its command is merged: the test fails while an entry is stale, and
 # fails for any other command the CLI does not have (a typo is never "pending").
 PENDING_COMMANDS = {
-    "sealer",  # the audit chain sealer
     "dispatcher",  # webhook delivery and escalations
-    "retention run",  # the retention job
 }
 
 # Metrics that deploy/prometheus/alerts.yml and deploy/grafana/lookout.json already use but
@@ -61,8 +59,6 @@ PENDING_METRICS = {
     "lookout_webhook_subscriptions_disabled": "dispatcher",
     # counter: webhook deliveries, by outcome
     "lookout_webhook_deliveries_total": "dispatcher",
-    # counter: audit chain verifications that failed
-    "lookout_audit_verification_failures_total": "sealer",
 }
 
 # The Secret manifest holds placeholders and is deliberately left out of the kustomization.

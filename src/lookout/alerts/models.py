@@ -56,6 +56,8 @@ class Alert(Base):
     outcome: Mapped[str | None] = mapped_column(String(40))
     # Set when a later fact (a retraction, an unlink) undermines the alert: never deleted.
     review_reason: Mapped[str | None] = mapped_column(Text)
+    # Set when the retention policy purged its personal data (summary, children, explanation).
+    purged_at: Mapped[datetime | None]
 
 
 class AlertEvidence(Base):

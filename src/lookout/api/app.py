@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from lookout import metrics
 from lookout.alerts.endpoints import router as alerts_router
 from lookout.api.health import router as health_router
+from lookout.audit.endpoints import router as audit_router
 from lookout.db import create_engine, session_factory
 from lookout.errors import LookoutError
 from lookout.logging import safe_error
@@ -108,4 +109,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health_router)
     app.include_router(token_router)
     app.include_router(alerts_router)
+    app.include_router(audit_router)
     return app

@@ -59,6 +59,8 @@ class Rejection(Base):
     kafka_offset: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     dlq_published_at: Mapped[datetime | None]
+    # Set when the retention policy purged ``raw``, ``kafka_key`` and ``detail``.
+    purged_at: Mapped[datetime | None]
 
 
 class ConsumerOffset(Base):

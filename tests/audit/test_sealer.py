@@ -1,0 +1,188 @@
+"""The sealer on a real PostgreSQL: append-only tables, the fence, chaining, checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from tests.factories import TEST_ACTOR, seal, with_state_dir
+
+from lookout.audit import signing
+from lookout.audit.actions import Action
+from lookout.audit.models import AuditCheckpoint, AuditSeal
+from lookout.audit.service import Entry, record
+from lookout.audit.verify import verify
+from lookout.settings import Settings
+
+pytestmark = pytest.mark.asyncio
+
+
+async def write(sessions: async_sessionmaker[AsyncSession], n: int = 1) -> None:
+    async with sessions() as session, session.begin():
+        await record(
+            session,
+            TEST_ACTOR,
+            [Entry(Action.alert_read, "alert", f"a-{i}", details={"i": i}) for i in range(n)],
+        )
+
+
+async def seals(sessions: async_sessionmaker[AsyncSession]) -> list[int]:
+    async with sessions() as session:
+        return list(
+            (await session.execute(select(AuditSeal.seq).order_by(AuditSeal.seq))).scalars()
+        )
+
+
+@pytest.mark.parametrize("table", ["audit_records", "audit_seals", "audit_checkpoints"])
+@pytest.mark.parametrize(
+    "statement", ["UPDATE {t} SET seq = seq", "DELETE FROM {t}", "TRUNCATE {t}"]
+)
+async def test_audit_tables_refuse_update_delete_and_truncate(
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    tmp_path: Path,
+    table: str,
+    statement: str,
+) -> None:
+    await write(sessions, 2)
+    await seal(with_state_dir(settings, tmp_path))
+    async with sessions() as session:
+        with pytest.raises(DBAPIError, match="append-only"):
+            await session.execute(text(statement.format(t=table)))
+
+
+async def test_the_writer_cannot_choose_its_sequence_number(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions() as session, session.begin():
+        await session.execute(
+            text(
+                "INSERT INTO audit_records (seq, action, outcome, details) "
+                "VALUES (999, 'x:y:z', 'ok', '{}')"
+            )
+        )
+        seq, xid = (await session.execute(text("SELECT seq, xid::text FROM audit_records"))).one()
+        assert seq != 999
+        own = (await session.execute(text("SELECT pg_current_xact_id()::text"))).scalar_one()
+        assert xid == own
+
+
+async def test_seal_chains_every_record_and_signs_a_checkpoint_file(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    settings = with_state_dir(settings, tmp_path)
+    await write(sessions, 5)
+    first = await seal(settings)
+    assert first.sealed == 5
+    assert first.checkpoint_seq == first.head_seq
+    await write(sessions, 3)
+    second = await seal(settings)
+    assert second.sealed == 3
+    assert await seals(sessions) == list(range(1, 9))
+
+    key_file = tmp_path / "audit_signing_key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    files = sorted((tmp_path / "audit-checkpoints").glob("checkpoint-*.json"))
+    assert len(files) == 2
+    doc = orjson.loads(files[-1].read_bytes())
+    assert doc["seq"] == 8
+    async with sessions() as session:
+        head = (await session.execute(select(AuditSeal.hash).where(AuditSeal.seq == 8))).scalar()
+    assert head is not None
+    assert doc["head"] == bytes(head).hex()
+    async with sessions() as session:
+        report = await verify(session, signing.verify_key(settings), tmp_path / "audit-checkpoints")
+    assert report.ok, report.problem
+    assert report.records_checked == 8
+    assert report.checkpoints_checked == 2
+
+
+async def test_an_open_transaction_holds_back_every_later_record(
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    tmp_path: Path,
+) -> None:
+    """Seq order is not commit order: a record committed after a later one still gets its
+    place in the chain, because nothing at or above the open transaction's seq is sealed."""
+    settings = with_state_dir(settings, tmp_path).model_copy(update={"audit_seal_wait_s": 0.3})
+    await write(sessions, 2)  # seq 1, 2
+    async with sessions() as slow:
+        await slow.begin()
+        await record(slow, TEST_ACTOR, [Entry(Action.alert_read, "alert", "slow")])  # seq 3
+        await write(sessions, 1)  # seq 4, committed first
+        held = await seal(settings)
+        assert held.waiting
+        assert await seals(sessions) == []
+        await slow.commit()
+    done = await seal(settings)
+    assert not done.waiting
+    assert await seals(sessions) == [1, 2, 3, 4]
+    async with sessions() as session:
+        assert (await verify(session, signing.verify_key(settings))).ok
+
+
+async def test_a_rolled_back_record_leaves_a_gap_that_verifies(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    settings = with_state_dir(settings, tmp_path)
+    await write(sessions, 1)
+    async with sessions() as session, session.begin():
+        await record(session, TEST_ACTOR, [Entry(Action.alert_read, "alert", "gone")])
+        await session.rollback()
+    await write(sessions, 1)
+    await seal(settings)
+    assert await seals(sessions) == [1, 3]
+    async with sessions() as session:
+        report = await verify(session, signing.verify_key(settings))
+        checkpoints = (
+            await session.execute(select(func.count()).select_from(AuditCheckpoint))
+        ).scalar_one()
+    assert report.ok, report.problem
+    assert checkpoints == 1
+
+
+async def test_checkpoints_without_a_verify_key_do_not_pass(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    await write(sessions, 1)
+    await seal(with_state_dir(settings, tmp_path))
+    async with sessions() as session:
+        report = await verify(session, None)
+    assert not report.ok
+    assert "LOOKOUT_AUDIT_VERIFY_KEY" in (report.problem or "")
+
+
+async def test_the_sealer_verifies_periodically_and_counts_the_result(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    from prometheus_client import REGISTRY
+
+    from lookout.audit.sealer import verify_periodically
+    from lookout.db import create_engine
+
+    configured = with_state_dir(settings, tmp_path)
+    await write(sessions, 3)
+    await seal(configured)
+
+    def failed() -> float:
+        return (
+            REGISTRY.get_sample_value("lookout_audit_verifications_total", {"result": "failed"})
+            or 0.0
+        )
+
+    before = failed()
+    engine = create_engine(configured.database_url, pool_size=1)
+    try:
+        assert await verify_periodically(engine, configured)
+        async with sessions() as session, session.begin():
+            await session.execute(text("ALTER TABLE audit_records DISABLE TRIGGER USER"))
+            await session.execute(text("UPDATE audit_records SET outcome = 'forged' WHERE seq = 2"))
+            await session.execute(text("ALTER TABLE audit_records ENABLE TRIGGER USER"))
+        assert not await verify_periodically(engine, configured)
+    finally:
+        await engine.dispose()
+    assert failed() == before + 1
