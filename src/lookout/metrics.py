@@ -77,3 +77,26 @@ API_LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 WORKER_UP = Gauge("lookout_worker_assigned_partitions", "Partitions assigned to this worker.")
+WEBHOOK_DELIVERIES = Counter(
+    "lookout_webhook_deliveries_total",
+    "Webhook delivery attempts, by outcome (delivered, retry, failed, gone, refused).",
+    ["outcome"],
+)
+WEBHOOK_RETRY_QUEUE = Gauge(
+    "lookout_webhook_retry_queue_depth",
+    "Webhook messages waiting for a (re)try, as the dispatcher last counted.",
+)
+ESCALATIONS = Counter(
+    "lookout_alert_escalations_total",
+    "Urgent alerts escalated for not being acknowledged in time.",
+)
+ALERT_STATUS_CHANGES = Counter(
+    "lookout_alert_status_changes_total",
+    "Alert workflow actions by recipients, by action.",
+    ["action"],
+)
+HTTPS_INGEST = Counter(
+    "lookout_https_ingest_events_total",
+    "Events received over HTTPS, by outcome (accepted or the rejection reason).",
+    ["outcome"],
+)

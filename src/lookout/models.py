@@ -1,16 +1,19 @@
 """Every ORM model, imported once so that metadata (and Alembic) sees all tables."""
 
-from lookout.alerts.models import Alert, AlertEvidence
+from lookout.alerts.models import Alert, AlertEvidence, AlertNote, OrgSequence
 from lookout.audit.models import AuditRecord
 from lookout.db import Base
+from lookout.delivery.models import AlertEvent, Subscription, WebhookAttempt, WebhookMessage
 from lookout.household.models import Flag, Household, Relationship, Residence
 from lookout.identity.models import Person, PersonIdentifier
 from lookout.ingest.models import ConsumerOffset, Event, Rejection
-from lookout.orgs.models import Client
+from lookout.orgs.models import Client, Organisation
 
 __all__ = [
     "Alert",
+    "AlertEvent",
     "AlertEvidence",
+    "AlertNote",
     "AuditRecord",
     "Base",
     "Client",
@@ -18,9 +21,14 @@ __all__ = [
     "Event",
     "Flag",
     "Household",
+    "OrgSequence",
+    "Organisation",
     "Person",
     "PersonIdentifier",
     "Rejection",
     "Relationship",
     "Residence",
+    "Subscription",
+    "WebhookAttempt",
+    "WebhookMessage",
 ]

@@ -2,9 +2,10 @@
 
 Starts what is not configured (an embedded PostgreSQL when ``database_url`` is empty, an
 embedded broker when ``kafka_bootstrap_servers`` is empty), migrates, creates the
-topics, writes ``<state_dir>/dev.env`` for other shells and the CLI, then runs the API
-and the workers as child processes, restarting any that exit (backoff 1 s → 30 s) until
-SIGINT/SIGTERM, when it stops everything in reverse order and removes ``dev.env``.
+topics, writes ``<state_dir>/dev.env`` for other shells and the CLI, then runs the API,
+the workers and the webhook dispatcher as child processes, restarting any that exit
+(backoff 1 s → 30 s) until SIGINT/SIGTERM, when it stops everything in reverse order
+and removes ``dev.env``.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ __all__ = [
 
 DEFAULT_API_COMMAND: tuple[str, ...] = (sys.executable, "-m", "lookout", "api")
 DEFAULT_WORKER_COMMAND: tuple[str, ...] = (sys.executable, "-m", "lookout", "worker")
+DEFAULT_DISPATCHER_COMMAND: tuple[str, ...] = (sys.executable, "-m", "lookout", "dispatcher")
 EMBEDDED_DATABASE = "lookout"
 
 DEV_ENV_NAME = "dev.env"
@@ -267,16 +269,17 @@ def run_stack(
     migrate: Callable[[str], None] | None = _default_migrate,
     api_command: Sequence[str] | None = DEFAULT_API_COMMAND,
     worker_command: Sequence[str] | None = DEFAULT_WORKER_COMMAND,
+    dispatcher_command: Sequence[str] | None = DEFAULT_DISPATCHER_COMMAND,
     durable: bool = True,
     stop_event: threading.Event | None = None,
     stop_grace_s: float = STOP_GRACE_S,
 ) -> int:
     """Run the local stack until SIGINT/SIGTERM (or *stop_event*); return the exit code.
 
-    ``migrate=None`` skips migrations; ``api_command=None`` / ``worker_command=None``
-    skip those children. ``durable=False`` runs an embedded PostgreSQL without fsync
-    (tests only). Signals are handled only when called from the main thread; other
-    callers stop it with *stop_event*. Exit codes: 0 stopped, 1 startup failed,
+    ``migrate=None`` skips migrations; ``api_command=None`` / ``worker_command=None`` /
+    ``dispatcher_command=None`` skip those children. ``durable=False`` runs an embedded
+    PostgreSQL without fsync (tests only). Signals are handled only when called from the
+    main thread; other callers stop it with *stop_event*. Exit codes: 0 stopped, 1 startup failed,
     2 another ``lookout run`` holds the same state folder.
     """
     stop = stop_event if stop_event is not None else threading.Event()
@@ -300,6 +303,7 @@ def run_stack(
                 migrate=migrate,
                 api_command=api_command,
                 worker_command=worker_command,
+                dispatcher_command=dispatcher_command,
                 durable=durable,
                 stop_grace_s=stop_grace_s,
             )
@@ -314,6 +318,7 @@ def _run_locked(
     migrate: Callable[[str], None] | None,
     api_command: Sequence[str] | None,
     worker_command: Sequence[str] | None,
+    dispatcher_command: Sequence[str] | None,
     durable: bool,
     stop_grace_s: float,
 ) -> int:
@@ -391,6 +396,8 @@ def _run_locked(
                     "LOOKOUT_WORKER_METRICS_PORT": str(settings.worker_metrics_port + i),
                 }
                 children.append(_Child(f"worker-{i + 1}", list(worker_command), env))
+        if dispatcher_command is not None:  # webhooks and escalations (one is enough)
+            children.append(_Child("dispatcher", list(dispatcher_command), dict(base_env)))
         for child in children:
             child.spawn()
         print(
