@@ -220,9 +220,7 @@ async def register_every_kind(sessions: async_sessionmaker[AsyncSession]) -> Non
             )
         for kind in (OrgKind.operator, OrgKind.auditor):
             for org_id in ORGS_BY_KIND[kind]:
-                await service.create_org(
-                    session, TEST_ACTOR, org_id=org_id, name=org_id, kind=kind
-                )
+                await service.create_org(session, TEST_ACTOR, org_id=org_id, name=org_id, kind=kind)
 
 
 def household_events(address: dict[str, str] = ADDRESS, at: datetime = NOW) -> list[dict[str, Any]]:

@@ -76,7 +76,12 @@ async def test_an_alert_goes_new_acknowledged_closed_and_illegal_moves_answer_40
         actions = set((await session.execute(select(AuditRecord.action))).scalars())
     assert [e.sequence for e in events] == list(range(1, 7))
     assert [e.type for e in events] == ["alert.created"] * 2 + ["alert.updated"] * 4
-    assert [e.details.get("change") for e in events[2:]] == ["status", "assignment", "note", "status"]
+    assert [e.details.get("change") for e in events[2:]] == [
+        "status",
+        "assignment",
+        "note",
+        "status",
+    ]
     assert {
         "api:alert:acknowledged",
         "api:alert:assigned",
