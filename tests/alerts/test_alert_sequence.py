@@ -20,7 +20,7 @@ async def sequences(sessions: async_sessionmaker[AsyncSession], org_id: str) -> 
         rows = await session.execute(
             select(Alert.sequence).where(Alert.recipient_org_id == org_id).order_by(Alert.sequence)
         )
-        return [int(s) for s in rows.scalars()]
+        return [int(s or 0) for s in rows.scalars()]
 
 
 async def outbox(sessions: async_sessionmaker[AsyncSession], org_id: str) -> list[AlertEvent]:

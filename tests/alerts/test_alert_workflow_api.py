@@ -26,7 +26,8 @@ async def test_an_alert_goes_new_acknowledged_closed_and_illegal_moves_answer_40
         items = (await http.get("/v1/alerts", headers=own)).json()["items"]
         assert len(items) == 2
         alert_id = items[0]["id"]
-        assert items[0]["status"] == "new" and items[0]["review_by"]
+        assert items[0]["status"] == "new"
+        assert items[0]["review_by"]
 
         async def post(action: str, body: dict[str, Any] | None = None) -> httpx.Response:
             return await http.post(f"/v1/alerts/{alert_id}/{action}", headers=own, json=body)

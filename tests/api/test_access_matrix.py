@@ -135,13 +135,13 @@ async def test_no_endpoint_crosses_organisations_or_kinds(
             org: alert_id
             for alert_id, org in (await session.execute(select(Alert.id, Alert.recipient_org_id)))
         }
-        subscriptions = {}
+        subscriptions: dict[str | None, uuid.UUID] = {}
         for org in ("hackney-cs", "barking-cs", "test-school", "other-school"):
             created, _ = await delivery.create(
                 session, Actor(org_id=org), "http://127.0.0.1:9/hook", allow_private=True
             )
             subscriptions[org] = created.id
-        rejections = {}
+        rejections: dict[str | None, uuid.UUID] = {}
         for org, source in (("test-hospital", HOSPITAL), ("test-council", COUNCIL)):
             rejection_id = uuid.uuid4()
             rejections[org] = rejection_id
@@ -163,7 +163,11 @@ async def test_no_endpoint_crosses_organisations_or_kinds(
                     }
                 ],
             )
-    objects = {"alert": alerts, "subscription": subscriptions, "rejection": rejections}
+    objects: dict[str, dict[str | None, uuid.UUID]] = {
+        "alert": dict(alerts),
+        "subscription": subscriptions,
+        "rejection": rejections,
+    }
 
     wrong: list[str] = []
     async with httpx.AsyncClient(base_url=api_url) as http:
