@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tests.factories import OTHER_LA, client_token, raise_alerts, register_every_kind
 
 pytestmark = pytest.mark.asyncio
-EXAMPLES_PER_OPERATION = 5
+EXAMPLES_PER_OPERATION = 4
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
