@@ -5,12 +5,23 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from tests.factories import OTHER_LA, Feeder, event, pipeline_config, raise_alerts, register_orgs
+from tests.factories import (
+    LA,
+    OTHER_LA,
+    Feeder,
+    event,
+    pipeline_config,
+    raise_alerts,
+    register_orgs,
+)
 
 from lookout.alerts.models import Alert
 from lookout.delivery.models import AlertEvent
+from lookout.orgs.models import Organisation
 
 pytestmark = pytest.mark.asyncio
 
@@ -85,3 +96,29 @@ async def test_a_retraction_marks_the_alert_for_review_and_tells_the_recipient(
     async with sessions() as session:
         alert = (await session.execute(select(Alert))).scalar_one()
     assert alert.review_reason
+
+
+@given(
+    batches=st.lists(
+        st.tuples(st.sampled_from([LA, OTHER_LA]), st.integers(min_value=0, max_value=3)),
+        min_size=1,
+        max_size=5,
+    )
+)
+@settings(
+    max_examples=6,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+async def test_any_mix_of_concurrent_batches_numbers_each_organisation_1_to_n(
+    sessions: async_sessionmaker[AsyncSession], batches: list[tuple[str, int]]
+) -> None:
+    async with sessions() as session:
+        known = (await session.execute(select(Organisation.id))).scalars().all()
+    if not known:
+        await register_orgs(sessions)
+    await asyncio.gather(*(raise_alerts(sessions, n, la_code=la) for la, n in batches if n))
+    for org in ("hackney-cs", "barking-cs"):
+        numbers = await sequences(sessions, org)
+        assert numbers == list(range(1, len(numbers) + 1))
+        assert [e.sequence for e in await outbox(sessions, org)] == numbers

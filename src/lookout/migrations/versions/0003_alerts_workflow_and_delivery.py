@@ -183,7 +183,9 @@ def upgrade() -> None:
         "uq_alerts_recipient_sequence", "alerts", ["recipient_org_id", "sequence"], unique=True
     )
     op.add_column("organisations", sa.Column("escalate_after_s", sa.Integer(), nullable=True))
-    # Existing alerts get their sequence in creation order; the counters start after them.
+    # Existing alerts get a review date (the default period) and their sequence in creation
+    # order; the counters start after them.
+    op.execute("UPDATE alerts SET review_by = created_at + interval '90 days'")
     op.execute(
         """
         UPDATE alerts SET sequence = n.seq FROM (
