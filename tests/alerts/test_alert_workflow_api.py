@@ -8,10 +8,12 @@ import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from tests.factories import client_token, raise_alerts, register_orgs
+from tests.factories import TEST_ACTOR, client_token, raise_alerts, register_orgs
 
 from lookout.audit.models import AuditRecord
 from lookout.delivery.models import AlertEvent
+from lookout.orgs import service
+from lookout.orgs.models import OrgKind
 
 pytestmark = pytest.mark.asyncio
 
@@ -116,3 +118,27 @@ async def test_after_sequence_reads_in_ascending_order_and_fills_gaps(
             "/v1/alerts", headers=own, params={"limit": 2, "cursor": newest.json()["next_cursor"]}
         )
         assert {a["sequence"] for a in older.json()["items"]} < {1, 2, 3}
+
+
+async def test_operators_see_alerts_that_have_no_recipient(
+    sessions: async_sessionmaker[AsyncSession], api_url: str
+) -> None:
+    await register_orgs(sessions, children_services=False)
+    async with sessions() as session, session.begin():
+        await service.create_org(
+            session, TEST_ACTOR, org_id="ops", name="Ops", kind=OrgKind.operator
+        )
+    result = await raise_alerts(sessions, 1)
+    [raised] = result.alerts
+    assert raised.recipient_org_id is None
+    async with httpx.AsyncClient(base_url=api_url) as http:
+        operator = await client_token(http, sessions, "ops")
+        queue = await http.get("/v1/operator/undeliverable-alerts", headers=operator)
+        assert queue.status_code == 200
+        [item] = queue.json()["items"]
+        assert item["id"] == str(raised.alert_id)
+        assert item["recipient_key"] == "children_services:E09000012"
+        assert "summary" not in item
+    async with sessions() as session:
+        events = (await session.execute(select(AlertEvent))).scalars().all()
+    assert events == []  # nobody to deliver to: no sequence, no outbox row
