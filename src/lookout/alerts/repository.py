@@ -291,6 +291,6 @@ async def due_for_escalation(
         )
         .order_by(Alert.created_at)
         .limit(limit)
-        .with_for_update(of=Alert, skip_locked=True)
+        .with_for_update(of=Alert, skip_locked=True, key_share=True)
     )
     return list(rows.scalars())
