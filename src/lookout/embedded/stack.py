@@ -252,7 +252,13 @@ def _banner(
         "",
         "Lookout is running.",
         f"  API        {api_url}   (docs {api_url}/docs)",
-        f"  Metrics    {api_url}/metrics" + (f"; workers {worker_metrics}" if workers else ""),
+        f"  Metrics    {api_url}/metrics"
+        + (f"; workers {worker_metrics}" if workers else "")
+        + (
+            f"; dispatcher http://127.0.0.1:{settings.dispatcher_metrics_port}/metrics"
+            if settings.dispatcher_metrics_port
+            else ""
+        ),
         f"  Database   {database_url}   ({db_note})",
         f"  Kafka      {bootstrap}   ({kafka_note})",
         f"  Env file   {dev_env}   (other shells: set -a; . {dev_env}; set +a)",
