@@ -105,6 +105,11 @@ def settings(infra: Infra, database_url: str) -> Settings:
         kafka_heartbeat_interval_ms=500,
         token_secret=secrets.token_urlsafe(32),
         worker_metrics_port=0,
+        dispatcher_metrics_port=0,
+        webhook_allow_private=True,  # test receivers listen on 127.0.0.1
+        webhook_retry_schedule_s=[0.2, 0.4, 0.8, 1.0, 1.0, 1.0, 1.0, 1.0],
+        dispatcher_poll_interval_s=0.1,
+        stream_poll_interval_s=0.1,
         log_json=False,
     )
 

@@ -218,3 +218,82 @@ async def seal(settings: Settings) -> SealResult:
         return await seal_once(engine, settings, force_checkpoint=True)
     finally:
         await engine.dispose()
+
+
+# Alerts for the HTTP tests ---------------------------------------------------------
+
+SCHOOL_URN, OTHER_SCHOOL_URN = "100001", "100002"
+# Per organisation kind: (own organisation, another organisation of the same kind).
+ORGS_BY_KIND: dict[OrgKind, tuple[str, str]] = {
+    OrgKind.agency: ("test-hospital", "test-council"),
+    OrgKind.children_services: ("hackney-cs", "barking-cs"),
+    OrgKind.school: ("test-school", "other-school"),
+    OrgKind.operator: ("test-operator", "other-operator"),
+    OrgKind.auditor: ("test-auditor", "other-auditor"),
+}
+
+
+async def register_every_kind(sessions: async_sessionmaker[AsyncSession]) -> None:
+    """The usual agencies and children's services, plus two of every other kind."""
+    await register_orgs(sessions)
+    async with sessions() as session, session.begin():
+        for org_id, urn in (("test-school", SCHOOL_URN), ("other-school", OTHER_SCHOOL_URN)):
+            await service.create_org(
+                session,
+                TEST_ACTOR,
+                org_id=org_id,
+                name=org_id,
+                kind=OrgKind.school,
+                school_urn=urn,
+            )
+        for kind in (OrgKind.operator, OrgKind.auditor):
+            for org_id in ORGS_BY_KIND[kind]:
+                await service.create_org(session, TEST_ACTOR, org_id=org_id, name=org_id, kind=kind)
+
+
+def household_events(address: dict[str, str] = ADDRESS, at: datetime = NOW) -> list[dict[str, Any]]:
+    """An adult and two children at ``address``; the adult attends ED for alcohol at ``at``
+    (rule 1 raises one alert for the children's services of the address's LA)."""
+    mother, child1, child2 = (
+        person(years_before(at, 34)),
+        person(years_before(at, 7)),
+        person(years_before(at, 4)),
+    )
+    since = years_before(at, 1)
+    return [
+        moved_in(mother, since, address, at=at - timedelta(days=300)),
+        moved_in(child1, since, address, at=at - timedelta(days=300)),
+        moved_in(child2, since, address, at=at - timedelta(days=300)),
+        ed_attendance(mother, at=at - timedelta(minutes=10)),
+    ]
+
+
+def address(n: int, la_code: str = LA) -> dict[str, str]:
+    """A distinct UPRN per ``n`` (a separate household)."""
+    return {"uprn": f"{200000000000 + n}", "la_code": la_code}
+
+
+async def raise_alerts(
+    sessions: async_sessionmaker[AsyncSession], count: int = 1, la_code: str = LA
+) -> BatchResult:
+    """``count`` alerts for the children's services of ``la_code``, in one batch."""
+    start = next(_serial) * 1000
+    events = [e for n in range(count) for e in household_events(address(start + n, la_code))]
+    return await Feeder(sessions, pipeline_config(group_id=f"g-{start}")).feed(events)
+
+
+async def client_token(
+    http: Any, sessions: async_sessionmaker[AsyncSession], org_id: str
+) -> dict[str, str]:
+    """Headers with a fresh client's access token for ``org_id`` and the end-user headers."""
+    async with sessions() as session, session.begin():
+        client_id, secret = await service.create_client(session, TEST_ACTOR, org_id)
+    answer = await http.post(
+        "/v1/token",
+        data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret},
+    )
+    assert answer.status_code == 200, answer.text
+    return {"Authorization": f"Bearer {answer.json()['access_token']}", **END_USER}
+
+
+END_USER = {"X-Lookout-End-User": "sw-42", "X-Lookout-Purpose": "safeguarding_triage"}

@@ -232,6 +232,16 @@ def retention_run() -> None:
 
 
 @app.command()
+def dispatcher() -> None:
+    """Deliver webhooks and escalate overdue urgent alerts (one or more per deployment)."""
+    from lookout.delivery.dispatcher import run as run_dispatcher
+
+    settings = _settings("database_url")
+    configure_logging(settings.log_level, settings.log_json)
+    run_dispatcher(settings)
+
+
+@app.command()
 def migrate() -> None:
     """Apply database migrations (Alembic) up to the newest."""
     from lookout.migrations import upgrade
@@ -289,6 +299,25 @@ def clients_create(
 
     settings = _settings("database_url")
     client_id, secret = _in_transaction(settings, lambda s: service.create_client(s, OPERATOR, org))
+    if json:
+        typer.echo(orjson.dumps({"client_id": client_id, "client_secret": secret}).decode())
+    else:
+        typer.echo(
+            f"client_id:     {client_id}\nclient_secret: {secret}\n(the secret is not shown again)"
+        )
+
+
+@clients_app.command("rotate")
+def clients_rotate(
+    client_id: Annotated[str, typer.Argument(metavar="CLIENT_ID", help="The client to rotate")],
+    json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Give a client a new secret, printed once; the old secret stops working at once
+    (tokens already issued with it run out within LOOKOUT_TOKEN_TTL_S)."""
+    from lookout.orgs import service
+
+    settings = _settings("database_url")
+    secret = _in_transaction(settings, lambda s: service.rotate_client(s, OPERATOR, client_id))
     if json:
         typer.echo(orjson.dumps({"client_id": client_id, "client_secret": secret}).decode())
     else:

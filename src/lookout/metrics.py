@@ -117,3 +117,30 @@ RETENTION_PURGED = Counter(
     "Rows whose personal data the retention job purged, by kind.",
     ["kind"],
 )
+WEBHOOK_DELIVERIES = Counter(
+    "lookout_webhook_deliveries_total",
+    "Webhook delivery attempts, by outcome (delivered, retry, failed, gone, refused).",
+    ["outcome"],
+)
+WEBHOOK_DISABLED = Gauge(
+    "lookout_webhook_subscriptions_disabled",
+    "Webhook subscriptions disabled after exhausting their retries or a 410 (not deleted).",
+)
+WEBHOOK_RETRY_QUEUE = Gauge(
+    "lookout_webhook_retry_queue_depth",
+    "Webhook messages waiting for a (re)try, as the dispatcher last counted.",
+)
+ESCALATIONS = Counter(
+    "lookout_alert_escalations_total",
+    "Urgent alerts escalated for not being acknowledged in time.",
+)
+ALERT_STATUS_CHANGES = Counter(
+    "lookout_alert_status_changes_total",
+    "Alert workflow actions by recipients, by action.",
+    ["action"],
+)
+HTTPS_INGEST = Counter(
+    "lookout_https_ingest_events_total",
+    "Events received over HTTPS, by outcome (accepted or the rejection reason).",
+    ["outcome"],
+)

@@ -1,8 +1,9 @@
 """Every ORM model, imported once so that metadata (and Alembic) sees all tables."""
 
-from lookout.alerts.models import Alert, AlertEvidence
+from lookout.alerts.models import Alert, AlertEvidence, AlertNote, OrgSequence
 from lookout.audit.models import AuditCheckpoint, AuditRecord, AuditSeal
 from lookout.db import Base
+from lookout.delivery.models import AlertEvent, Subscription, WebhookAttempt, WebhookMessage
 from lookout.household.models import Flag, Household, Relationship, Residence
 from lookout.identity.models import Person, PersonIdentifier
 from lookout.ingest.models import ConsumerOffset, Event, Rejection
@@ -11,7 +12,9 @@ from lookout.rules.models import RuleSet
 
 __all__ = [
     "Alert",
+    "AlertEvent",
     "AlertEvidence",
+    "AlertNote",
     "AuditCheckpoint",
     "AuditRecord",
     "AuditSeal",
@@ -21,6 +24,7 @@ __all__ = [
     "Event",
     "Flag",
     "Household",
+    "OrgSequence",
     "Organisation",
     "Person",
     "PersonIdentifier",
@@ -28,4 +32,7 @@ __all__ = [
     "Relationship",
     "Residence",
     "RuleSet",
+    "Subscription",
+    "WebhookAttempt",
+    "WebhookMessage",
 ]

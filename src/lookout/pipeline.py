@@ -1,7 +1,8 @@
 """The one place that states the order of the stages for a batch of messages:
 
 validate -> registered source -> dedupe -> resolve identity -> update household graph
--> lock the households -> evaluate rules -> raise alerts -> audit -> rejections -> offsets
+-> lock the households -> evaluate rules -> raise alerts -> number them and write the
+delivery outbox -> audit -> rejections -> offsets
 
 Everything runs in the caller's transaction (the worker commits once per batch), so graph
 updates, alerts, rejections, audit records and the consumer's offsets land together or not
@@ -67,6 +68,7 @@ class PipelineConfig:
     alerting_horizon: timedelta
     timezone: ZoneInfo
     clock: Callable[[], datetime]
+    review_after: timedelta = timedelta(days=90)
 
     @property
     def trigger_types(self) -> frozenset[str]:
@@ -229,6 +231,7 @@ async def process_batch(
     result.sources = {item.valid.event.source for item in fresh}
 
     # 6. Retractions: the withdrawn event stops counting; alerts it supported go to review.
+    changes: list[alerts.Change] = []
     rebuild = {
         i.subject_person_id
         for i in fresh
@@ -250,8 +253,10 @@ async def process_batch(
         if target.type == RELATIONSHIP:
             await household_repository.remove_relationships_of_events(session, [target.event_pk])
         affected = await alerts_repository.alerts_with_evidence(session, [target.event_pk])
-        await alerts_repository.mark_for_review(
-            session, affected, "a supporting event was retracted by its publisher"
+        changes.extend(
+            await alerts.mark_for_review(
+                session, affected, "a supporting event was retracted by its publisher"
+            )
         )
         audit.extend(
             Entry(
@@ -320,9 +325,15 @@ async def process_batch(
         ):
             to_evaluate.setdefault(stored.pk, stored)
     if to_evaluate:
-        result.alerts = await _evaluate(session, config, list(to_evaluate.values()), touched, audit)
+        result.alerts = await _evaluate(
+            session, config, list(to_evaluate.values()), touched, audit, now + config.review_after
+        )
 
-    # 9. Rejections, audit and offsets, in the same transaction.
+    # 9. Number the new alerts per organisation and write the delivery outbox (last of the
+    # writes: it locks each recipient's counter row until commit).
+    await alerts.publish(session, result.alerts, changes)
+
+    # 10. Rejections, audit and offsets, in the same transaction.
     rows = []
     for message, invalid in rejected:
         rejection_id = uuid.uuid4()
@@ -364,6 +375,7 @@ async def _evaluate(
     events: list[StoredEvent],
     touched: set[int],
     audit: list[Entry],
+    review_by: datetime,
 ) -> list[alerts.Raised]:
     local_dates = [e.time.astimezone(config.timezone).date() for e in events]
     subject_households = await household_repository.households_of(
@@ -397,7 +409,7 @@ async def _evaluate(
         persons = {m.person_id for m in snapshot.members} | {event.subject_person_id or 0}
         past = [h for p in persons for h in history.get(p, ())]
         matches.extend((trigger, c) for c in evaluate(config.rules, trigger, snapshot, past))
-    return await alerts.apply(session, matches, audit)
+    return await alerts.apply(session, matches, audit, review_by=review_by)
 
 
 async def _history(

@@ -54,6 +54,32 @@ class Settings(BaseSettings):
     token_ttl_s: int = 900
     page_size_max: int = 200
 
+    # Alerts workflow.
+    alert_review_days: int = 90  # every alert gets a review/expiry date this far ahead
+    escalate_after_s: int = (
+        3_600  # urgent + unacknowledged this long -> escalated (per-org override)
+    )
+
+    # Delivery: SSE stream and webhooks (the dispatcher process).
+    stream_heartbeat_s: float = Field(default=15.0, gt=0)  # SSE comment line interval
+    stream_poll_interval_s: float = Field(
+        default=1.0, gt=0
+    )  # how often the stream reads the outbox
+    # Seconds to wait before each retry after a failed attempt (Standard Webhooks' schedule:
+    # 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h); each wait gets +/-20% jitter. After the
+    # last one fails, the subscription is disabled.
+    webhook_retry_schedule_s: list[float] = [5, 300, 1_800, 7_200, 18_000, 36_000, 36_000]
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    # Refuse webhook URLs on private, loopback or link-local addresses unless set (tests).
+    webhook_allow_private: bool = False
+    dispatcher_poll_interval_s: float = Field(default=1.0, gt=0)
+    dispatcher_batch: int = 100
+    dispatcher_metrics_port: int = 9128
+
+    # HTTPS ingest (POST /v1/events) limits: over either answers 413.
+    ingest_max_request_bytes: int = 4 * 1024 * 1024
+    ingest_max_batch_events: int = 500
+
     # Worker.
     worker_metrics_port: int = 9108
     worker_batch_max: int = 2_000

@@ -147,6 +147,7 @@ class Worker:
             alerting_horizon=timedelta(days=s.alerting_horizon_days),
             timezone=ZoneInfo(s.timezone),
             clock=lambda: datetime.now(UTC),
+            review_after=timedelta(days=s.alert_review_days),
         )
 
     async def run(self) -> None:

@@ -126,3 +126,35 @@ async def test_every_schema_example_passes_the_publish_check(settings: Settings)
     result = lookout(settings, "publish", "-", stdin=stdin)
     assert result.returncode == 0, result.stderr
     assert f"published {len(examples)} event(s)" in result.stdout
+
+
+async def test_rotating_a_client_secret_prints_a_new_one_and_the_old_stops_working(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    from datetime import timedelta
+
+    from tests.factories import TEST_ACTOR, register_orgs
+
+    from lookout.errors import NotAuthenticated
+    from lookout.orgs import service
+
+    await register_orgs(sessions)
+    async with sessions() as session, session.begin():
+        client_id, old = await service.create_client(session, TEST_ACTOR, "hackney-cs")
+    rotated = lookout(settings, "clients", "rotate", client_id, "--json")
+    assert rotated.returncode == 0, rotated.stderr
+    new = json.loads(rotated.stdout)["client_secret"]
+    assert new != old
+
+    async def token(secret: str) -> str:
+        async with sessions() as session, session.begin():
+            return await service.issue_token(
+                session, TEST_ACTOR, client_id, secret, "k" * 32, timedelta(minutes=1)
+            )
+
+    assert await token(new)
+    with pytest.raises(NotAuthenticated):
+        await token(old)
+    unknown = lookout(settings, "clients", "rotate", "no-such-client")
+    assert unknown.returncode == 1
+    assert "no active client" in unknown.stderr

@@ -32,6 +32,7 @@ def test_run_then_demo_then_stop() -> None:
         "LOOKOUT_KAFKA_BOOTSTRAP_SERVERS": "",
         "LOOKOUT_API_PORT": str(free_port()),
         "LOOKOUT_WORKER_METRICS_PORT": str(free_port()),
+        "LOOKOUT_DISPATCHER_METRICS_PORT": str(free_port()),
         "LOOKOUT_KAFKA_SESSION_TIMEOUT_MS": "2000",
         "LOOKOUT_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
     }

@@ -260,6 +260,7 @@ def test_run_stack_with_configured_services(
                 api_command=_dummy(pids_dir, "api"),
                 worker_command=_dummy(pids_dir, "worker"),
                 sealer_command=_dummy(pids_dir, "sealer"),
+                dispatcher_command=_dummy(pids_dir, "dispatcher"),
                 stop_event=stop,
             )
         )
@@ -267,8 +268,8 @@ def test_run_stack_with_configured_services(
     thread.start()
     dev_env = state_dir / "dev.env"
     try:
-        _wait_for(lambda: len(list(pids_dir.iterdir())) == 3, 20, "the children")
-        assert set(_roles(pids_dir)) == {"api", "worker", "sealer"}
+        _wait_for(lambda: len(list(pids_dir.iterdir())) == 4, 20, "the children")
+        assert set(_roles(pids_dir)) == {"api", "worker", "sealer", "dispatcher"}
         lines = dev_env.read_text().splitlines()
         assert lines[:3] == [
             f"LOOKOUT_DATABASE_URL={database_url}",
@@ -315,6 +316,7 @@ settings = Settings(
 sys.exit(run_stack(
     settings, workers=2, migrate=None, durable=False,
     api_command=cfg["api"], worker_command=cfg["worker"], sealer_command=None,
+    dispatcher_command=cfg["dispatcher"],
 ))
 """
 
@@ -327,6 +329,7 @@ def test_run_stack_embedded_restarts_children_and_stops_on_sigterm(base_dir: Pat
         "state_dir": str(state_dir),
         "api": _dummy(pids_dir, "api"),
         "worker": _dummy(pids_dir, "worker"),
+        "dispatcher": _dummy(pids_dir, "dispatcher"),
     }
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOOKOUT_")}
     output = (base_dir / "run_stack.out").open("wb")
@@ -339,7 +342,7 @@ def test_run_stack_embedded_restarts_children_and_stops_on_sigterm(base_dir: Pat
     dev_env = state_dir / "dev.env"
     try:
         _wait_for(
-            lambda: len(list(pids_dir.iterdir())) == 3 or proc.poll() is not None,
+            lambda: len(list(pids_dir.iterdir())) == 4 or proc.poll() is not None,
             40,
             "the stack",
         )
@@ -373,11 +376,12 @@ def test_run_stack_embedded_restarts_children_and_stops_on_sigterm(base_dir: Pat
         roles = _roles(pids_dir)
         assert len(roles["api"]) == 1
         assert len(roles["worker"]) == 2
+        assert len(roles["dispatcher"]) == 1
         victim = roles["worker"][0]
         os.kill(victim, signal.SIGKILL)
         _wait_for(lambda: len(_roles(pids_dir)["worker"]) == 3, 10, "a restarted worker")
         children = [pid for pids in _roles(pids_dir).values() for pid in pids]
-        assert sum(_alive(pid) for pid in children) == 3
+        assert sum(_alive(pid) for pid in children) == 4
 
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0

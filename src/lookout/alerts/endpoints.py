@@ -1,4 +1,6 @@
-"""``/v1/alerts``: a recipient organisation reads the alerts addressed to it, and only those."""
+"""``/v1/alerts``: a recipient organisation reads and works the alerts addressed to it, and
+only those. Every query starts from ``repository.visible_to(org)``: another organisation's
+alert answers 404, exactly like one that does not exist."""
 
 from __future__ import annotations
 
@@ -6,19 +8,46 @@ import base64
 import binascii
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query, Request
 
-from lookout.alerts import repository
-from lookout.alerts.schemas import AlertDetail, AlertOut, AlertPage, EvidenceOut
-from lookout.api.deps import ActorDep, SessionDep, SettingsDep
+from lookout.alerts import repository, service
+from lookout.alerts.models import Alert, AlertStatus
+from lookout.alerts.schemas import (
+    AlertDetail,
+    AlertOut,
+    AlertPage,
+    AssignIn,
+    CloseIn,
+    EvidenceOut,
+    NoteIn,
+    NoteOut,
+    UndeliverableOut,
+    UndeliverablePage,
+)
+from lookout.api.deps import ActorDep, PrincipalDep, SessionDep, SettingsDep, request_id
+from lookout.api.permissions import Permission, require
 from lookout.audit.actions import Action
-from lookout.audit.service import Entry, record
+from lookout.audit.service import Actor, Entry, record
 from lookout.errors import LookoutError, NotFound
+from lookout.rules.model import Severity
 
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
+operator_router = APIRouter(prefix="/v1/operator", tags=["operations"])
+
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such alert for your organisation"}
+}
+_CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"description": "The alert's status does not allow this (the reason says why)"}
+}
+_COMMON: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Missing X-Lookout-End-User / X-Lookout-Purpose, or a bad cursor"},
+    401: {"description": "No or expired access token"},
+    403: {"description": "Your organisation's kind may not do this"},
+}
 
 
 def _encode_cursor(created_at: datetime, alert_id: uuid.UUID) -> str:
@@ -33,19 +62,60 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         raise LookoutError("cursor is not one this API gave out: start again without it") from exc
 
 
-@router.get("", response_model=AlertPage, summary="List your organisation's alerts, newest first")
+@router.get(
+    "",
+    response_model=AlertPage,
+    summary="List your organisation's alerts: newest first, or by sequence",
+    description=(
+        "Without `after_sequence`: newest first, paged with the opaque `cursor` (stable "
+        "while new alerts arrive). With `after_sequence=N`: ascending sequence from N "
+        "(exclusive); the sequence is gapless per organisation, so a missing number means "
+        "an alert you have not read yet."
+    ),
+    dependencies=[Depends(require(Permission.alerts_read))],
+    responses=_COMMON,
+)
 async def list_alerts(
     session: SessionDep,
     actor: ActorDep,
     settings: SettingsDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
+    after_sequence: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+    status: AlertStatus | None = None,
+    severity: Severity | None = None,
+    rule: Annotated[str | None, Query(max_length=100)] = None,
+    team: Annotated[
+        str | None, Query(max_length=200, description="Alerts assigned to this team")
+    ] = None,
+    created_since: datetime | None = None,
+    created_until: datetime | None = None,
 ) -> AlertPage:
     assert actor.org_id is not None
-    before = _decode_cursor(cursor) if cursor else None
+    if cursor is not None and after_sequence is not None:
+        raise LookoutError("use either cursor (newest first) or after_sequence, not both")
+    filters = repository.Filters(
+        status=status.value if status else None,
+        severity=severity.value if severity else None,
+        rule_id=rule,
+        team=team,
+        created_since=created_since,
+        created_until=created_until,
+    )
     limit = min(limit, settings.page_size_max)
-    alerts = await repository.page_for_org(session, actor.org_id, limit=limit + 1, before=before)
-    page, more = alerts[:limit], len(alerts) > limit
+    next_cursor = None
+    if after_sequence is not None:
+        page = await repository.after_sequence(
+            session, actor.org_id, after_sequence, limit=limit, filters=filters
+        )
+    else:
+        before = _decode_cursor(cursor) if cursor else None
+        alerts = await repository.page_for_org(
+            session, actor.org_id, limit=limit + 1, before=before, filters=filters
+        )
+        page = alerts[:limit]
+        if len(alerts) > limit:
+            next_cursor = _encode_cursor(page[-1].created_at, page[-1].id)
     await record(
         session,
         actor,
@@ -58,9 +128,21 @@ async def list_alerts(
             )
         ],
     )
-    return AlertPage(
-        items=[AlertOut.model_validate(a, from_attributes=True) for a in page],
-        next_cursor=_encode_cursor(page[-1].created_at, page[-1].id) if more else None,
+    return AlertPage(items=[_out(a) for a in page], next_cursor=next_cursor)
+
+
+def _out(alert: Alert) -> AlertOut:
+    return AlertOut.model_validate(alert, from_attributes=True)
+
+
+async def _detail(session: SessionDep, alert: Alert) -> AlertDetail:
+    evidence = await repository.evidence_of(session, alert.id)
+    notes = await repository.notes_of(session, alert.id)
+    return AlertDetail(
+        **_out(alert).model_dump(),
+        explanation=alert.explanation,
+        evidence=[EvidenceOut.model_validate(e, from_attributes=True) for e in evidence],
+        notes=[NoteOut.model_validate(n, from_attributes=True) for n in notes],
     )
 
 
@@ -68,7 +150,8 @@ async def list_alerts(
     "/{alert_id}",
     response_model=AlertDetail,
     summary="Read one alert with its explanation",
-    responses={404: {"description": "No such alert for your organisation"}},
+    dependencies=[Depends(require(Permission.alerts_read))],
+    responses={**_COMMON, **_NOT_FOUND},
 )
 async def read_alert(alert_id: uuid.UUID, session: SessionDep, actor: ActorDep) -> AlertDetail:
     assert actor.org_id is not None
@@ -80,10 +163,91 @@ async def read_alert(alert_id: uuid.UUID, session: SessionDep, actor: ActorDep) 
             [Entry(Action.request_denied, "alert", str(alert_id), outcome="not_found")],
         )
         raise NotFound("no such alert for your organisation")
-    evidence = await repository.evidence_of(session, alert_id)
     await record(session, actor, [Entry(Action.alert_read, "alert", str(alert_id))])
-    return AlertDetail(
-        **AlertOut.model_validate(alert, from_attributes=True).model_dump(),
-        explanation=alert.explanation,
-        evidence=[EvidenceOut.model_validate(e, from_attributes=True) for e in evidence],
+    return await _detail(session, alert)
+
+
+_WORK = {
+    "dependencies": [Depends(require(Permission.alerts_work))],
+    "responses": {**_COMMON, **_NOT_FOUND, **_CONFLICT},
+}
+
+
+@router.post(
+    "/{alert_id}/acknowledge",
+    response_model=AlertDetail,
+    summary="Acknowledge a new alert",
+    **_WORK,  # type: ignore[arg-type]
+)
+async def acknowledge(alert_id: uuid.UUID, session: SessionDep, actor: ActorDep) -> AlertDetail:
+    return await _detail(session, await service.acknowledge(session, actor, alert_id))
+
+
+@router.post(
+    "/{alert_id}/assign",
+    response_model=AlertDetail,
+    summary="Assign an open alert to a named worker or team of your organisation",
+    **_WORK,  # type: ignore[arg-type]
+)
+async def assign(
+    alert_id: uuid.UUID, body: AssignIn, session: SessionDep, actor: ActorDep
+) -> AlertDetail:
+    alert = await service.assign(session, actor, alert_id, body.kind, body.name)
+    return await _detail(session, alert)
+
+
+@router.post(
+    "/{alert_id}/close",
+    response_model=AlertDetail,
+    summary="Close an open alert with an outcome",
+    **_WORK,  # type: ignore[arg-type]
+)
+async def close(
+    alert_id: uuid.UUID, body: CloseIn, session: SessionDep, actor: ActorDep
+) -> AlertDetail:
+    alert = await service.close(session, actor, alert_id, body.outcome, body.text)
+    return await _detail(session, alert)
+
+
+@router.post(
+    "/{alert_id}/notes",
+    response_model=NoteOut,
+    status_code=201,
+    summary="Add a note to an alert",
+    **_WORK,  # type: ignore[arg-type]
+)
+async def add_note(
+    alert_id: uuid.UUID, body: NoteIn, session: SessionDep, actor: ActorDep
+) -> NoteOut:
+    note = await service.add_note(session, actor, alert_id, body.text)
+    return NoteOut.model_validate(note, from_attributes=True)
+
+
+@operator_router.get(
+    "/undeliverable-alerts",
+    response_model=UndeliverablePage,
+    summary="Alerts raised with no registered recipient organisation (operators)",
+    dependencies=[Depends(require(Permission.undeliverable_read))],
+    responses=_COMMON,
+)
+async def undeliverable(
+    request: Request,
+    request_principal: PrincipalDep,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> UndeliverablePage:
+    alerts = await repository.undeliverable(session, limit=limit, offset=offset)
+    actor = Actor(
+        org_id=request_principal.org_id,
+        client_id=request_principal.client_id,
+        request_id=request_id(request),
+    )
+    await record(
+        session,
+        actor,
+        [Entry(Action.undeliverable_listed, "alert", None, details={"count": len(alerts)})],
+    )
+    return UndeliverablePage(
+        items=[UndeliverableOut.model_validate(a, from_attributes=True) for a in alerts]
     )

@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, func, text
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -18,6 +18,22 @@ class AlertStatus(StrEnum):
     new = "new"
     acknowledged = "acknowledged"
     closed = "closed"
+
+
+class Outcome(StrEnum):
+    """How a recipient closed an alert (a fixed list; ``other`` needs a text)."""
+
+    no_further_action = "no_further_action"
+    referred_to_early_help = "referred_to_early_help"
+    assessment_opened = "assessment_opened"
+    strategy_discussion = "strategy_discussion"
+    already_known = "already_known"
+    other = "other"
+
+
+class AssigneeKind(StrEnum):
+    worker = "worker"
+    team = "team"
 
 
 class Alert(Base):
@@ -33,6 +49,15 @@ class Alert(Base):
             postgresql_where=text("status <> 'closed'"),
         ),
         Index("ix_alerts_recipient_created", "recipient_org_id", "created_at", "id"),
+        # The gapless per-organisation sequence (NULL only for undeliverable alerts).
+        Index("uq_alerts_recipient_sequence", "recipient_org_id", "sequence", unique=True),
+        Index(
+            "ix_alerts_urgent_unacknowledged",
+            "created_at",
+            postgresql_where=text(
+                "severity = 'urgent' AND status = 'new' AND escalated_at IS NULL"
+            ),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
@@ -58,6 +83,45 @@ class Alert(Base):
     review_reason: Mapped[str | None] = mapped_column(Text)
     # Set when the retention policy purged its personal data (summary, children, explanation).
     purged_at: Mapped[datetime | None]
+    # Assigned in commit order per recipient organisation (see ``OrgSequence``).
+    sequence: Mapped[int | None] = mapped_column(BigInteger)
+    acknowledged_at: Mapped[datetime | None]
+    assignee_kind: Mapped[str | None] = mapped_column(String(16))
+    assignee: Mapped[str | None] = mapped_column(String(200))
+    outcome_text: Mapped[str | None] = mapped_column(Text)
+    # When the alert is due for review or expires (default period: a setting).
+    review_by: Mapped[datetime | None]
+    escalated_at: Mapped[datetime | None]
+
+
+class AlertNote(Base):
+    """A note a recipient's end user adds to an alert."""
+
+    __tablename__ = "alert_notes"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    alert_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("alerts.id"), index=True)
+    author: Mapped[str] = mapped_column(String(200))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class OrgSequence(Base):
+    """Per-organisation counters: the last alert sequence and the last alert-event sequence.
+
+    Taken with ``INSERT .. ON CONFLICT DO UPDATE SET last = last + n RETURNING`` in the
+    transaction that writes the alerts/events: the row lock is held until commit, so a
+    second writer for the same organisation waits, and numbers become visible in commit
+    order with no gaps (a rolled-back transaction rolls its increment back too). This
+    serialises alert creation *per organisation* only, which is cheap next to the
+    per-household locks the pipeline already takes; writers lock counters last, in
+    organisation-id order, so they never deadlock."""
+
+    __tablename__ = "org_sequences"
+
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), primary_key=True)
+    alert_last: Mapped[int] = mapped_column(BigInteger, default=0)
+    event_last: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class AlertEvidence(Base):

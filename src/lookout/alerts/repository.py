@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -11,7 +12,8 @@ from sqlalchemy import Select, and_, case, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lookout.alerts.models import Alert, AlertEvidence, AlertStatus
+from lookout.alerts.models import Alert, AlertEvidence, AlertNote, AlertStatus, OrgSequence
+from lookout.delivery.models import AlertEvent
 from lookout.orgs.models import Organisation, OrgKind
 
 
@@ -109,13 +111,17 @@ async def alerts_with_evidence(session: AsyncSession, event_pks: Sequence[int]) 
 
 async def mark_for_review(
     session: AsyncSession, alert_ids: Sequence[uuid.UUID], reason: str
-) -> None:
-    if alert_ids:
-        await session.execute(
-            update(Alert)
-            .where(Alert.id.in_(alert_ids))
-            .values(review_reason=reason, updated_at=func.now())
-        )
+) -> list[tuple[uuid.UUID, str | None]]:
+    """Set the review reason; returns (alert id, recipient organisation) of each alert."""
+    if not alert_ids:
+        return []
+    rows = await session.execute(
+        update(Alert)
+        .where(Alert.id.in_(alert_ids))
+        .values(review_reason=reason, updated_at=func.now())
+        .returning(Alert.id, Alert.recipient_org_id)
+    )
+    return [(r.id, r.recipient_org_id) for r in rows]
 
 
 AGE_BANDS = (
@@ -154,11 +160,41 @@ def visible_to(org_id: str) -> Select[Alert]:
     return select(Alert).where(Alert.recipient_org_id == org_id)
 
 
+@dataclass(frozen=True, slots=True)
+class Filters:
+    status: str | None = None
+    severity: str | None = None
+    rule_id: str | None = None
+    team: str | None = None
+    created_since: datetime | None = None
+    created_until: datetime | None = None
+
+    def apply(self, query: Select[Alert]) -> Select[Alert]:
+        if self.status:
+            query = query.where(Alert.status == self.status)
+        if self.severity:
+            query = query.where(Alert.severity == self.severity)
+        if self.rule_id:
+            query = query.where(Alert.rule_id == self.rule_id)
+        if self.team:
+            query = query.where(Alert.assignee_kind == "team", Alert.assignee == self.team)
+        if self.created_since:
+            query = query.where(Alert.created_at >= self.created_since)
+        if self.created_until:
+            query = query.where(Alert.created_at < self.created_until)
+        return query
+
+
 async def page_for_org(
-    session: AsyncSession, org_id: str, *, limit: int, before: tuple[datetime, uuid.UUID] | None
+    session: AsyncSession,
+    org_id: str,
+    *,
+    limit: int,
+    before: tuple[datetime, uuid.UUID] | None,
+    filters: Filters | None = None,
 ) -> list[Alert]:
     """Newest first; keyset pagination on (created_at, id) so new alerts never shift a page."""
-    query = visible_to(org_id)
+    query = (filters or Filters()).apply(visible_to(org_id))
     if before is not None:
         query = query.where(
             or_(
@@ -182,5 +218,110 @@ async def evidence_of(session: AsyncSession, alert_id: uuid.UUID) -> list[AlertE
         select(AlertEvidence)
         .where(AlertEvidence.alert_id == alert_id)
         .order_by(AlertEvidence.added_at)
+    )
+    return list(rows.scalars())
+
+
+async def after_sequence(
+    session: AsyncSession, org_id: str, after: int, *, limit: int, filters: Filters | None = None
+) -> list[Alert]:
+    """Ascending sequence from ``after`` (exclusive): how a subscriber fills gaps."""
+    query = (filters or Filters()).apply(visible_to(org_id)).where(Alert.sequence > after)
+    rows = await session.execute(query.order_by(Alert.sequence).limit(limit))
+    return list(rows.scalars())
+
+
+async def lock_for_org(session: AsyncSession, org_id: str, alert_id: uuid.UUID) -> Alert | None:
+    """The alert, row-locked for a status change (the change's transaction holds it)."""
+    rows = await session.execute(visible_to(org_id).where(Alert.id == alert_id).with_for_update())
+    return rows.scalar_one_or_none()
+
+
+async def notes_of(session: AsyncSession, alert_id: uuid.UUID) -> list[AlertNote]:
+    rows = await session.execute(
+        select(AlertNote).where(AlertNote.alert_id == alert_id).order_by(AlertNote.id)
+    )
+    return list(rows.scalars())
+
+
+async def add_note(session: AsyncSession, alert_id: uuid.UUID, author: str, body: str) -> AlertNote:
+    note = AlertNote(alert_id=alert_id, author=author, text=body)
+    session.add(note)
+    await session.flush()
+    return note
+
+
+async def take_sequences(
+    session: AsyncSession, org_id: str, alerts: int, events: int
+) -> tuple[int, int]:
+    """Advance the organisation's counters by (alerts, events); returns the new last values.
+
+    The row stays locked until the transaction ends: numbers are gapless, in commit order."""
+    insert = pg_insert(OrgSequence).values(org_id=org_id, alert_last=alerts, event_last=events)
+    stmt = insert.on_conflict_do_update(
+        index_elements=[OrgSequence.org_id],
+        set_={
+            "alert_last": OrgSequence.alert_last + insert.excluded.alert_last,
+            "event_last": OrgSequence.event_last + insert.excluded.event_last,
+        },
+    ).returning(OrgSequence.alert_last, OrgSequence.event_last)
+    row = (await session.execute(stmt)).one()
+    return int(row.alert_last), int(row.event_last)
+
+
+async def set_sequences(session: AsyncSession, numbered: Sequence[tuple[uuid.UUID, int]]) -> None:
+    if numbered:
+        await session.execute(
+            update(Alert),
+            [{"id": alert_id, "sequence": seq} for alert_id, seq in numbered],
+        )
+
+
+async def sequences_of(
+    session: AsyncSession, alert_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, int]:
+    if not alert_ids:
+        return {}
+    rows = await session.execute(
+        select(Alert.id, Alert.sequence).where(Alert.id.in_(alert_ids), Alert.sequence.is_not(None))
+    )
+    return {r.id: int(r.sequence) for r in rows}
+
+
+async def insert_alert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(pg_insert(AlertEvent), list(rows))
+
+
+async def undeliverable(session: AsyncSession, *, limit: int, offset: int) -> list[Alert]:
+    rows = await session.execute(
+        select(Alert)
+        .where(Alert.recipient_org_id.is_(None))
+        .order_by(Alert.created_at.desc(), Alert.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(rows.scalars())
+
+
+async def due_for_escalation(
+    session: AsyncSession, default_after_s: int, limit: int
+) -> list[Alert]:
+    """Urgent alerts still new past their organisation's escalation time, row-locked."""
+    deadline = Alert.created_at + func.make_interval(
+        0, 0, 0, 0, 0, 0, func.coalesce(Organisation.escalate_after_s, default_after_s)
+    )
+    rows = await session.execute(
+        select(Alert)
+        .join(Organisation, Organisation.id == Alert.recipient_org_id)
+        .where(
+            Alert.severity == "urgent",
+            Alert.status == AlertStatus.new,
+            Alert.escalated_at.is_(None),
+            deadline <= func.now(),
+        )
+        .order_by(Alert.created_at)
+        .limit(limit)
+        .with_for_update(of=Alert, skip_locked=True, key_share=True)
     )
     return list(rows.scalars())

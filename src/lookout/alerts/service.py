@@ -5,14 +5,18 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lookout import metrics
 from lookout.alerts import repository
+from lookout.alerts.models import Alert, AlertNote, AlertStatus, AssigneeKind, Outcome
 from lookout.audit.actions import Action
-from lookout.audit.service import Entry
+from lookout.audit.service import Actor, Entry, record
+from lookout.delivery.models import EventType
+from lookout.errors import Conflict, LookoutError, NotFound
 from lookout.rules.evaluator import Candidate, TriggerEvent
 
 
@@ -24,7 +28,11 @@ class Raised:
 
 
 async def apply(
-    session: AsyncSession, matches: Sequence[tuple[TriggerEvent, Candidate]], audit: list[Entry]
+    session: AsyncSession,
+    matches: Sequence[tuple[TriggerEvent, Candidate]],
+    audit: list[Entry],
+    *,
+    review_by: datetime | None = None,
 ) -> list[Raised]:
     """Turn each (trigger event, candidate) into a new alert or evidence on the open one.
 
@@ -59,6 +67,7 @@ async def apply(
                     "explanation": candidate.explanation,
                     "trigger_event_id": event.event_pk,
                     "trigger_time": event.time,
+                    "review_by": review_by,
                 },
             )
             if alert_id is not None:
@@ -101,3 +110,213 @@ async def apply(
                 )
             )
     return raised
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A change to an existing alert that its recipient must hear about (``alert.updated``
+    or ``alert.escalated``)."""
+
+    alert_id: uuid.UUID
+    org_id: str | None
+    type: EventType
+    details: dict[str, Any]
+
+
+async def mark_for_review(
+    session: AsyncSession, alert_ids: Sequence[uuid.UUID], reason: str
+) -> list[Change]:
+    """Mark alerts for review (never delete them); the caller passes the changes to
+    :func:`publish` so recipients are told."""
+    marked = await repository.mark_for_review(session, alert_ids, reason)
+    return [
+        Change(alert_id, org_id, EventType.updated, {"change": "marked_for_review"})
+        for alert_id, org_id in marked
+    ]
+
+
+async def publish(
+    session: AsyncSession, raised: Sequence[Raised], changes: Sequence[Change] = ()
+) -> None:
+    """Number new alerts and write the outbox rows (``alert_events``) for them and for
+    ``changes``, in the caller's transaction.
+
+    Each organisation's counter row is advanced once, organisations in id order and after
+    every other write of the transaction, so two writers never wait on each other in
+    opposite orders. The lock on the counter row is what makes the sequences gapless and
+    visible in commit order; it serialises alert writes per organisation only."""
+    new_by_org: dict[str, list[uuid.UUID]] = {}
+    for r in raised:
+        if r.recipient_org_id is not None:
+            new_by_org.setdefault(r.recipient_org_id, []).append(r.alert_id)
+    changes_by_org: dict[str, list[Change]] = {}
+    for c in changes:
+        if c.org_id is not None:
+            changes_by_org.setdefault(c.org_id, []).append(c)
+    known = await repository.sequences_of(session, [c.alert_id for c in changes])
+    events: list[dict[str, Any]] = []
+    for org_id in sorted(new_by_org.keys() | changes_by_org.keys()):
+        new = new_by_org.get(org_id, [])
+        changed = [
+            c for c in changes_by_org.get(org_id, []) if c.alert_id in known or c.alert_id in new
+        ]
+        alert_last, event_last = await repository.take_sequences(
+            session, org_id, len(new), len(new) + len(changed)
+        )
+        numbered = list(zip(new, range(alert_last - len(new) + 1, alert_last + 1), strict=True))
+        await repository.set_sequences(session, numbered)
+        known.update(numbered)
+        sequence = event_last - len(new) - len(changed)
+        for alert_id, alert_sequence in numbered:
+            sequence += 1
+            events.append(
+                _event_row(org_id, sequence, EventType.created, alert_id, alert_sequence, {})
+            )
+        for c in changed:
+            sequence += 1
+            events.append(
+                _event_row(org_id, sequence, c.type, c.alert_id, known[c.alert_id], c.details)
+            )
+    await repository.insert_alert_events(session, events)
+
+
+def _event_row(
+    org_id: str,
+    sequence: int,
+    type_: EventType,
+    alert_id: uuid.UUID,
+    alert_sequence: int,
+    details: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        "org_id": org_id,
+        "sequence": sequence,
+        "type": type_.value,
+        "alert_id": alert_id,
+        "alert_sequence": alert_sequence,
+        "details": details,
+    }
+
+
+# The recipient's workflow ------------------------------------------------------------
+
+
+async def _locked(session: AsyncSession, actor: Actor, alert_id: uuid.UUID) -> Alert:
+    assert actor.org_id is not None
+    alert = await repository.lock_for_org(session, actor.org_id, alert_id)
+    if alert is None:
+        await record(
+            session, actor, [Entry(Action.request_denied, "alert", str(alert_id), "not_found")]
+        )
+        raise NotFound("no such alert for your organisation")
+    return alert
+
+
+async def _changed(
+    session: AsyncSession, actor: Actor, alert: Alert, action: Action, details: dict[str, Any]
+) -> None:
+    """Record the change in the audit trail and tell the recipient (``alert.updated``)."""
+    alert.updated_at = datetime.now(UTC)
+    await session.flush()
+    metrics.ALERT_STATUS_CHANGES.labels(action.value.rsplit(":", 1)[1]).inc()
+    await record(session, actor, [Entry(action, "alert", str(alert.id), details=details)])
+    await publish(
+        session, [], [Change(alert.id, alert.recipient_org_id, EventType.updated, details)]
+    )
+
+
+async def acknowledge(session: AsyncSession, actor: Actor, alert_id: uuid.UUID) -> Alert:
+    alert = await _locked(session, actor, alert_id)
+    if alert.status != AlertStatus.new:
+        raise Conflict(
+            f"the alert is {alert.status}: only a new alert can be acknowledged",
+            status_now=alert.status,
+        )
+    alert.status = AlertStatus.acknowledged
+    alert.acknowledged_at = datetime.now(UTC)
+    await _changed(
+        session,
+        actor,
+        alert,
+        Action.alert_acknowledged,
+        {"change": "status", "status": "acknowledged"},
+    )
+    return alert
+
+
+async def assign(
+    session: AsyncSession, actor: Actor, alert_id: uuid.UUID, kind: AssigneeKind, name: str
+) -> Alert:
+    alert = await _locked(session, actor, alert_id)
+    if alert.status == AlertStatus.closed:
+        raise Conflict(
+            "the alert is closed: a closed alert cannot be assigned", status_now=alert.status
+        )
+    alert.assignee_kind, alert.assignee = kind.value, name
+    await _changed(
+        session, actor, alert, Action.alert_assigned, {"change": "assignment", "kind": kind.value}
+    )
+    return alert
+
+
+async def close(
+    session: AsyncSession, actor: Actor, alert_id: uuid.UUID, outcome: Outcome, text: str | None
+) -> Alert:
+    if outcome is Outcome.other and not (text and text.strip()):
+        raise LookoutError("outcome 'other' needs a text saying what happened")
+    alert = await _locked(session, actor, alert_id)
+    if alert.status == AlertStatus.closed:
+        raise Conflict("the alert is already closed", status_now=alert.status)
+    alert.status = AlertStatus.closed
+    alert.closed_at = datetime.now(UTC)
+    alert.outcome, alert.outcome_text = outcome.value, text
+    await _changed(
+        session,
+        actor,
+        alert,
+        Action.alert_closed,
+        {"change": "status", "status": "closed", "outcome": outcome.value},
+    )
+    return alert
+
+
+async def add_note(
+    session: AsyncSession, actor: Actor, alert_id: uuid.UUID, body: str
+) -> AlertNote:
+    alert = await _locked(session, actor, alert_id)
+    note = await repository.add_note(session, alert.id, actor.end_user or "", body)
+    await _changed(
+        session, actor, alert, Action.alert_note_added, {"change": "note", "note": note.id}
+    )
+    return note
+
+
+async def escalate_due(
+    session: AsyncSession, actor: Actor, default_after_s: int, limit: int
+) -> int:
+    """Escalate urgent alerts not acknowledged in their organisation's time (dispatcher)."""
+    due = await repository.due_for_escalation(session, default_after_s, limit)
+    now = datetime.now(UTC)
+    for alert in due:
+        alert.escalated_at = now
+    await session.flush()
+    await record(
+        session,
+        actor,
+        [
+            Entry(
+                Action.alert_escalated, "alert", str(a.id), details={"org_id": a.recipient_org_id}
+            )
+            for a in due
+        ],
+    )
+    await publish(
+        session,
+        [],
+        [
+            Change(a.id, a.recipient_org_id, EventType.escalated, {"change": "escalated"})
+            for a in due
+        ],
+    )
+    metrics.ESCALATIONS.inc(len(due))
+    return len(due)

@@ -8,17 +8,23 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import structlog
+from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from lookout import metrics
+from lookout import kafka, metrics
+from lookout.alerts.endpoints import operator_router
 from lookout.alerts.endpoints import router as alerts_router
 from lookout.api.health import router as health_router
 from lookout.audit.endpoints import router as audit_router
 from lookout.db import create_engine, session_factory
+from lookout.delivery.endpoints import router as subscriptions_router
+from lookout.delivery.endpoints import stream_router
 from lookout.errors import LookoutError
+from lookout.ingest.catalogue import Catalogue
+from lookout.ingest.endpoints import router as publishers_router
 from lookout.logging import safe_error
 from lookout.orgs.endpoints import router as token_router
 from lookout.settings import Settings
@@ -52,8 +58,16 @@ def create_app(settings: Settings) -> FastAPI:
         engine = create_engine(settings.database_url, pool_size=10)
         app.state.engine = engine
         app.state.sessions = session_factory(engine)
-        yield
-        await engine.dispose()
+        # HTTPS ingest: the catalogue once per process, and one producer for every request.
+        app.state.catalogue = Catalogue.load(settings.schemas_dir)
+        producer = AIOKafkaProducer(**kafka.producer_config(settings.kafka_bootstrap_servers))
+        await producer.start()
+        app.state.producer = producer
+        try:
+            yield
+        finally:
+            await producer.stop()
+            await engine.dispose()
 
     app = FastAPI(
         title="Lookout",
@@ -108,6 +122,10 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.include_router(health_router)
     app.include_router(token_router)
+    app.include_router(stream_router)  # before /v1/alerts/{alert_id}
     app.include_router(alerts_router)
     app.include_router(audit_router)
+    app.include_router(subscriptions_router)
+    app.include_router(publishers_router)
+    app.include_router(operator_router)
     return app

@@ -3,9 +3,9 @@
 Starts what is not configured (an embedded PostgreSQL when ``database_url`` is empty, an
 embedded broker when ``kafka_bootstrap_servers`` is empty), migrates, creates the
 topics, writes ``<state_dir>/dev.env`` for other shells and the CLI, then runs the API,
-the workers and the audit sealer (``lookout sealer``) as child processes, restarting
-any that exit (backoff 1 s → 30 s) until SIGINT/SIGTERM, when it stops everything in
-reverse order and removes ``dev.env``.
+the workers, the audit sealer (``lookout sealer``) and the webhook dispatcher as child
+processes, restarting any that exit (backoff 1 s → 30 s) until SIGINT/SIGTERM, when it
+stops everything in reverse order and removes ``dev.env``.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ __all__ = [
 DEFAULT_API_COMMAND: tuple[str, ...] = (sys.executable, "-m", "lookout", "api")
 DEFAULT_WORKER_COMMAND: tuple[str, ...] = (sys.executable, "-m", "lookout", "worker")
 DEFAULT_SEALER_COMMAND: tuple[str, ...] = (sys.executable, "-m", "lookout", "sealer")
+DEFAULT_DISPATCHER_COMMAND: tuple[str, ...] = (sys.executable, "-m", "lookout", "dispatcher")
 EMBEDDED_DATABASE = "lookout"
 
 DEV_ENV_NAME = "dev.env"
@@ -253,7 +254,13 @@ def _banner(
         "",
         "Lookout is running.",
         f"  API        {api_url}   (docs {api_url}/docs)",
-        f"  Metrics    {api_url}/metrics" + (f"; workers {worker_metrics}" if workers else ""),
+        f"  Metrics    {api_url}/metrics"
+        + (f"; workers {worker_metrics}" if workers else "")
+        + (
+            f"; dispatcher http://127.0.0.1:{settings.dispatcher_metrics_port}/metrics"
+            if settings.dispatcher_metrics_port
+            else ""
+        ),
         f"  Database   {database_url}   ({db_note})",
         f"  Kafka      {bootstrap}   ({kafka_note})",
         f"  Env file   {dev_env}   (other shells: set -a; . {dev_env}; set +a)",
@@ -271,6 +278,7 @@ def run_stack(
     api_command: Sequence[str] | None = DEFAULT_API_COMMAND,
     worker_command: Sequence[str] | None = DEFAULT_WORKER_COMMAND,
     sealer_command: Sequence[str] | None = DEFAULT_SEALER_COMMAND,
+    dispatcher_command: Sequence[str] | None = DEFAULT_DISPATCHER_COMMAND,
     durable: bool = True,
     stop_event: threading.Event | None = None,
     stop_grace_s: float = STOP_GRACE_S,
@@ -278,7 +286,8 @@ def run_stack(
     """Run the local stack until SIGINT/SIGTERM (or *stop_event*); return the exit code.
 
     ``migrate=None`` skips migrations; ``api_command=None`` / ``worker_command=None`` /
-    ``sealer_command=None`` skip those children. ``durable=False`` runs an embedded
+    ``sealer_command=None`` / ``dispatcher_command=None`` skip those children.
+    ``durable=False`` runs an embedded
     PostgreSQL without fsync (tests only). Signals are handled only when called from the
     main thread; other callers stop it with *stop_event*. Exit codes: 0 stopped, 1 startup failed,
     2 another ``lookout run`` holds the same state folder.
@@ -305,6 +314,7 @@ def run_stack(
                 api_command=api_command,
                 worker_command=worker_command,
                 sealer_command=sealer_command,
+                dispatcher_command=dispatcher_command,
                 durable=durable,
                 stop_grace_s=stop_grace_s,
             )
@@ -320,6 +330,7 @@ def _run_locked(
     api_command: Sequence[str] | None,
     worker_command: Sequence[str] | None,
     sealer_command: Sequence[str] | None,
+    dispatcher_command: Sequence[str] | None,
     durable: bool,
     stop_grace_s: float,
 ) -> int:
@@ -405,6 +416,8 @@ def _run_locked(
                 children.append(_Child(f"worker-{i + 1}", list(worker_command), env))
         if sealer_command is not None:
             children.append(_Child("sealer", list(sealer_command), dict(base_env)))
+        if dispatcher_command is not None:  # webhooks and escalations (one is enough)
+            children.append(_Child("dispatcher", list(dispatcher_command), dict(base_env)))
         for child in children:
             child.spawn()
         print(

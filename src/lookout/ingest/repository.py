@@ -282,3 +282,33 @@ async def compare_and_set_offset(
             .values(cluster_id=new.cluster_id, next_offset=new.next_offset, updated_at=func.now())
         )
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+# Rejections for publishers and operators -------------------------------------------
+
+
+async def rejections_page(
+    session: AsyncSession,
+    *,
+    source: str | None,
+    limit: int,
+    before: uuid.UUID | None,
+    reason: str | None,
+) -> list[Rejection]:
+    """Newest first. ``source`` None = every publisher's (operators only)."""
+    query = select(Rejection)
+    if source is not None:
+        query = query.where(Rejection.source == source)
+    if reason is not None:
+        query = query.where(Rejection.reason == reason)
+    if before is not None:
+        anchor = select(Rejection.created_at).where(Rejection.id == before).scalar_subquery()
+        query = query.where(tuple_(Rejection.created_at, Rejection.id) < tuple_(anchor, before))
+    rows = await session.execute(
+        query.order_by(Rejection.created_at.desc(), Rejection.id.desc()).limit(limit)
+    )
+    return list(rows.scalars())
+
+
+async def rejection(session: AsyncSession, rejection_id: uuid.UUID) -> Rejection | None:
+    return await session.get(Rejection, rejection_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import ForeignKey, String, func
+from sqlalchemy import ForeignKey, Integer, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from lookout.db import Base
@@ -28,6 +28,9 @@ class Organisation(Base):
     la_code: Mapped[str | None] = mapped_column(String(9), index=True)
     source: Mapped[str | None] = mapped_column(String(255), unique=True)
     school_urn: Mapped[str | None] = mapped_column(String(6), unique=True)
+    # Urgent alerts not acknowledged within this many seconds are escalated;
+    # NULL means the default (LOOKOUT_ESCALATE_AFTER_S).
+    escalate_after_s: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 

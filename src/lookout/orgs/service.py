@@ -78,6 +78,23 @@ async def create_client(session: AsyncSession, actor: Actor, org_id: str) -> tup
     return client_id, secret
 
 
+async def rotate_client(session: AsyncSession, actor: Actor, client_id: str) -> str:
+    """A new secret for an active client; only its hash is kept and the old one stops working."""
+    found = await repository.active_client(session, client_id)
+    if found is None:
+        raise LookoutError(f"no active client {client_id!r}: see `lookout clients create`")
+    client, _ = found
+    secret = security.new_secret()
+    client.secret_hash = security.hash_secret(secret)
+    await session.flush()
+    await record(
+        session,
+        actor,
+        [Entry(Action.client_rotated, "client", client.id, details={"org_id": client.org_id})],
+    )
+    return secret
+
+
 async def issue_token(
     session: AsyncSession, actor: Actor, client_id: str, secret: str, key: str, ttl: timedelta
 ) -> str:

@@ -1,0 +1,1 @@
+"""Delivery: the alert-event outbox and how it leaves Lookout (SSE stream, signed webhooks)."""

@@ -1,0 +1,154 @@
+"""HTTPS ingest (the CloudEvents HTTP binding) and the rejections publishers and operators
+see, with replay."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from tests.factories import (
+    COUNCIL,
+    HOSPITAL,
+    client_token,
+    ed_attendance,
+    person,
+    register_every_kind,
+)
+
+from lookout.audit.models import AuditRecord
+from lookout.ingest import repository as ingest
+from lookout.settings import Settings
+
+pytestmark = pytest.mark.asyncio
+STRUCTURED = {"Content-Type": "application/cloudevents+json"}
+BATCH = {"Content-Type": "application/cloudevents-batch+json"}
+
+
+async def topic_messages(settings: Settings) -> list[tuple[bytes | None, bytes]]:
+    consumer = AIOKafkaConsumer(
+        settings.events_topic,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        batches = await consumer.getmany(timeout_ms=3000)
+    finally:
+        await consumer.stop()
+    return [(m.key, m.value) for batch in batches.values() for m in batch]
+
+
+async def test_events_over_https_are_validated_per_event_and_published_keyed_by_subject(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], api_url: str
+) -> None:
+    settings.ingest_max_batch_events = 3
+    await register_every_kind(sessions)
+    good = ed_attendance(person())
+    foreign = ed_attendance(person())
+    foreign["source"] = COUNCIL
+    bad = ed_attendance(person())
+    bad["data"]["presenting_reasons"] = ["not-a-reason"]
+    async with httpx.AsyncClient(base_url=api_url) as http:
+        own = await client_token(http, sessions, "test-hospital")
+        single = await http.post(
+            "/v1/events", headers={**own, **STRUCTURED}, content=orjson.dumps(good)
+        )
+        assert single.status_code == 200, single.text
+        assert single.json()["results"] == [
+            {"index": 0, "id": good["id"], "status": "accepted", "reason": None, "detail": None}
+        ]
+        batch = await http.post(
+            "/v1/events", headers={**own, **BATCH}, content=orjson.dumps([foreign, bad])
+        )
+        assert batch.status_code == 200
+        body = batch.json()
+        assert (body["accepted"], body["rejected"]) == (0, 2)
+        assert [r["reason"] for r in body["results"]] == ["unknown_source", "schema_violation"]
+
+        too_many = await http.post(
+            "/v1/events", headers={**own, **BATCH}, content=orjson.dumps([good] * 4)
+        )
+        assert too_many.status_code == 413
+        settings.ingest_max_request_bytes = len(orjson.dumps(good)) * 2
+        too_big = await http.post(
+            "/v1/events", headers={**own, **BATCH}, content=orjson.dumps([good] * 3)
+        )
+        assert too_big.status_code == 413
+        wrong_type = await http.post(
+            "/v1/events",
+            headers={**own, "Content-Type": "application/json"},
+            content=orjson.dumps(good),
+        )
+        assert wrong_type.status_code == 415
+        not_json = await http.post("/v1/events", headers={**own, **STRUCTURED}, content=b"{")
+        assert not_json.status_code == 400
+    messages = await topic_messages(settings)
+    assert messages == [(good["subject"].encode(), orjson.dumps(good))]
+    async with sessions() as session:
+        actions = list(
+            (
+                await session.execute(
+                    select(AuditRecord.end_user).where(AuditRecord.action == "api:event:published")
+                )
+            ).scalars()
+        )
+    assert actions == ["sw-42", "sw-42"]
+
+
+async def test_agencies_see_their_own_rejections_and_operators_replay_them(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], api_url: str
+) -> None:
+    await register_every_kind(sessions)
+    ids = {}
+    async with sessions() as session, session.begin():
+        for source in (HOSPITAL, COUNCIL):
+            ids[source] = uuid.uuid4()
+            await ingest.insert_rejections(
+                session,
+                [
+                    {
+                        "id": ids[source],
+                        "reason": "schema_violation",
+                        "detail": "data.presenting_reasons.0: not allowed",
+                        "source": source,
+                        "event_id": "e-1",
+                        "event_type": "uk.lookout.health.ed_attendance.v1",
+                        "raw": b'{"original": "bytes"}',
+                        "kafka_key": b"ref-1",
+                        "kafka_topic": settings.events_topic,
+                        "kafka_partition": 0,
+                        "kafka_offset": 7,
+                    }
+                ],
+            )
+    async with httpx.AsyncClient(base_url=api_url) as http:
+        hospital = await client_token(http, sessions, "test-hospital")
+        seen = (await http.get("/v1/rejections", headers=hospital)).json()["items"]
+        assert [(r["id"], r["reason"]) for r in seen] == [(str(ids[HOSPITAL]), "schema_violation")]
+        replay = f"/v1/rejections/{ids[HOSPITAL]}/replay"
+        assert (await http.post(replay, headers=hospital)).status_code == 403
+        operator = await client_token(http, sessions, "test-operator")
+        everything = (await http.get("/v1/rejections", headers=operator)).json()["items"]
+        assert {r["id"] for r in everything} == {str(i) for i in ids.values()}
+        replayed = await http.post(replay, headers=operator)
+        assert replayed.status_code == 200, replayed.text
+        missing = await http.post(f"/v1/rejections/{uuid.uuid4()}/replay", headers=operator)
+        assert missing.status_code == 404
+    assert await topic_messages(settings) == [(b"ref-1", b'{"original": "bytes"}')]
+    async with sessions() as session:
+        replays = list(
+            (
+                await session.execute(
+                    select(AuditRecord.object_id).where(
+                        AuditRecord.action == "operator:rejection:replayed"
+                    )
+                )
+            ).scalars()
+        )
+    assert replays == [str(ids[HOSPITAL])]
