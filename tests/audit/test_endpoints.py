@@ -199,3 +199,14 @@ async def test_verify_over_http_names_the_first_bad_record(
     assert bad["ok"] is False
     assert bad["first_bad_seq"] == 3
     assert "seal" in bad["problem"]
+
+
+async def test_the_audit_routes_are_documented(api_url: str) -> None:
+    async with httpx.AsyncClient(base_url=api_url) as http:
+        spec = (await http.get("/openapi.json")).json()
+    paths = spec["paths"]
+    assert set(paths["/v1/audit"]["get"]["responses"]) >= {"200", "403"}
+    access = paths["/v1/audit/persons/{person_id}/access"]["get"]["responses"]
+    assert set(access) >= {"200", "403", "404"}
+    assert "text/csv" in access["200"]["content"]
+    assert paths["/v1/audit/verify"]["get"]["summary"]
