@@ -95,7 +95,9 @@ async def test_auditors_page_through_the_filtered_trail_and_are_audited(
         listed = list(
             (
                 await session.execute(
-                    select(AuditRecord).where(AuditRecord.action == "api:audit:listed")
+                    select(AuditRecord)
+                    .where(AuditRecord.action == "api:audit:listed")
+                    .order_by(AuditRecord.seq)
                 )
             ).scalars()
         )
@@ -120,7 +122,9 @@ async def test_other_kinds_are_refused_and_the_refusal_is_audited(
         denied = list(
             (
                 await session.execute(
-                    select(AuditRecord).where(AuditRecord.action == "api:request:denied")
+                    select(AuditRecord)
+                    .where(AuditRecord.action == "api:request:denied")
+                    .order_by(AuditRecord.seq)
                 )
             ).scalars()
         )
@@ -170,9 +174,9 @@ async def test_who_has_seen_this_childs_information(
         actions = list(
             (
                 await session.execute(
-                    select(AuditRecord.action).where(
-                        AuditRecord.object_type == "person", AuditRecord.object_id == str(child)
-                    )
+                    select(AuditRecord.action)
+                    .where(AuditRecord.object_type == "person", AuditRecord.object_id == str(child))
+                    .order_by(AuditRecord.seq)
                 )
             ).scalars()
         )

@@ -108,13 +108,14 @@ async def test_an_open_transaction_holds_back_every_later_record(
 ) -> None:
     """Seq order is not commit order: a record committed after a later one still gets its
     place in the chain, because nothing at or above the open transaction's seq is sealed."""
-    settings = with_state_dir(settings, tmp_path).model_copy(update={"audit_seal_wait_s": 0.3})
+    settings = with_state_dir(settings, tmp_path)
+    impatient = settings.model_copy(update={"audit_seal_wait_s": 0.3})
     await write(sessions, 2)  # seq 1, 2
     async with sessions() as slow:
         await slow.begin()
         await record(slow, TEST_ACTOR, [Entry(Action.alert_read, "alert", "slow")])  # seq 3
         await write(sessions, 1)  # seq 4, committed first
-        held = await seal(settings)
+        held = await seal(impatient)
         assert held.waiting
         assert await seals(sessions) == []
         await slow.commit()
