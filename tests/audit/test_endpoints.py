@@ -95,7 +95,9 @@ async def test_auditors_page_through_the_filtered_trail_and_are_audited(
         listed = list(
             (
                 await session.execute(
-                    select(AuditRecord).where(AuditRecord.action == "api:audit:listed")
+                    select(AuditRecord)
+                    .where(AuditRecord.action == "api:audit:listed")
+                    .order_by(AuditRecord.seq)
                 )
             ).scalars()
         )
@@ -120,7 +122,9 @@ async def test_other_kinds_are_refused_and_the_refusal_is_audited(
         denied = list(
             (
                 await session.execute(
-                    select(AuditRecord).where(AuditRecord.action == "api:request:denied")
+                    select(AuditRecord)
+                    .where(AuditRecord.action == "api:request:denied")
+                    .order_by(AuditRecord.seq)
                 )
             ).scalars()
         )
@@ -170,9 +174,9 @@ async def test_who_has_seen_this_childs_information(
         actions = list(
             (
                 await session.execute(
-                    select(AuditRecord.action).where(
-                        AuditRecord.object_type == "person", AuditRecord.object_id == str(child)
-                    )
+                    select(AuditRecord.action)
+                    .where(AuditRecord.object_type == "person", AuditRecord.object_id == str(child))
+                    .order_by(AuditRecord.seq)
                 )
             ).scalars()
         )
@@ -199,3 +203,14 @@ async def test_verify_over_http_names_the_first_bad_record(
     assert bad["ok"] is False
     assert bad["first_bad_seq"] == 3
     assert "seal" in bad["problem"]
+
+
+async def test_the_audit_routes_are_documented(api_url: str) -> None:
+    async with httpx.AsyncClient(base_url=api_url) as http:
+        spec = (await http.get("/openapi.json")).json()
+    paths = spec["paths"]
+    assert set(paths["/v1/audit"]["get"]["responses"]) >= {"200", "403"}
+    access = paths["/v1/audit/persons/{person_id}/access"]["get"]["responses"]
+    assert set(access) >= {"200", "403", "404"}
+    assert "text/csv" in access["200"]["content"]
+    assert paths["/v1/audit/verify"]["get"]["summary"]

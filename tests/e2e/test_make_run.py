@@ -4,6 +4,7 @@ then ``lookout demo`` against it, then Ctrl-C stops everything cleanly."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -75,6 +76,22 @@ def test_run_then_demo_then_stop() -> None:
         assert demo.returncode == 0, demo.stdout + demo.stderr
         assert '"rule_id": "adult-substance-misuse-ed"' in demo.stdout
         assert "curl -s" in demo.stdout
+
+        # The supervised sealer chains the demo's audit records and signs checkpoints.
+        sealed_through, deadline = 0, time.monotonic() + 30
+        while sealed_through == 0 and time.monotonic() < deadline:
+            verified = subprocess.run(
+                [sys.executable, "-m", "lookout", "audit", "verify", "--json"],
+                env={**env, **values},
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert verified.returncode == 0, verified.stdout + verified.stderr
+            sealed_through = json.loads(verified.stdout)["sealed_through"]
+            time.sleep(0.5)
+        assert sealed_through > 0
 
         stack.send_signal(signal.SIGINT)
         assert stack.wait(timeout=60) == 0
