@@ -77,3 +77,8 @@ API_LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 WORKER_UP = Gauge("lookout_worker_assigned_partitions", "Partitions assigned to this worker.")
+IDENTITY_LINKS = Counter(
+    "lookout_identity_links_total",
+    "Identity decisions: merges, conflicts, demographic bands, reviews and unlinks.",
+    ["outcome"],
+)

@@ -3,8 +3,8 @@
 from lookout.alerts.models import Alert, AlertEvidence
 from lookout.audit.models import AuditRecord
 from lookout.db import Base
-from lookout.household.models import Flag, Household, Relationship, Residence
-from lookout.identity.models import Person, PersonIdentifier
+from lookout.household.models import Enrolment, Flag, Household, Relationship, Residence
+from lookout.identity.models import IdentityMerge, Person, PersonIdentifier, PossibleMatch
 from lookout.ingest.models import ConsumerOffset, Event, Rejection
 from lookout.orgs.models import Client
 
@@ -15,11 +15,14 @@ __all__ = [
     "Base",
     "Client",
     "ConsumerOffset",
+    "Enrolment",
     "Event",
     "Flag",
     "Household",
+    "IdentityMerge",
     "Person",
     "PersonIdentifier",
+    "PossibleMatch",
     "Rejection",
     "Relationship",
     "Residence",

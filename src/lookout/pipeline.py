@@ -32,7 +32,7 @@ from lookout.household import repository as household_repository
 from lookout.household import service as household
 from lookout.household.snapshot import age_on
 from lookout.identity import repository as identity_repository
-from lookout.identity.service import PersonRef, resolve
+from lookout.identity.service import MatchThresholds, PersonRef, resolve
 from lookout.ingest import repository as ingest
 from lookout.ingest.catalogue import Catalogue
 from lookout.ingest.repository import Position, StoredEvent
@@ -43,6 +43,7 @@ from lookout.rules.model import Rule
 RESIDENCE = "uk.lookout.person.residence.v1"
 RELATIONSHIP = "uk.lookout.person.relationship.v1"
 RETRACTION = "uk.lookout.event.retraction.v1"
+ENROLMENT = household.ENROLMENT
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,7 @@ class PipelineConfig:
     alerting_horizon: timedelta
     timezone: ZoneInfo
     clock: Callable[[], datetime]
+    identity: MatchThresholds = field(default_factory=MatchThresholds)
 
     @property
     def trigger_types(self) -> frozenset[str]:
@@ -185,8 +187,9 @@ async def process_batch(
         for _, role, person in person_refs(item.valid.event.type, item.valid.event.data):
             refs.append(PersonRef(item.org_id, person))
             owners.append((index, role))
-    person_ids = await resolve(session, refs)
-    for (index, role), person_id in zip(owners, person_ids, strict=True):
+    resolution = await resolve(session, refs, config.identity)
+    audit.extend(resolution.audit)
+    for (index, role), person_id in zip(owners, resolution.person_ids, strict=True):
         item = fresh[index]
         item.persons.append(person_id)
         if role == "subject" and item.subject_person_id is None:
@@ -217,11 +220,13 @@ async def process_batch(
     result.accepted = len(fresh)
 
     # 6. Retractions: the withdrawn event stops counting; alerts it supported go to review.
+    # Persons whose derived graph (residences, flags, schools) is rebuilt: subjects of graph
+    # events, and persons an identity merge moved events to or from.
     rebuild = {
         i.subject_person_id
         for i in fresh
-        if i.valid.event.type == RESIDENCE and i.subject_person_id
-    }
+        if i.valid.event.type in household.GRAPH_TYPES and i.subject_person_id
+    } | resolution.rebuild
     for item in fresh:
         if item.valid.event.type != RETRACTION:
             continue
@@ -233,7 +238,7 @@ async def process_batch(
         audit.append(
             Entry(Action.event_retracted, "event", str(target.event_pk), details={"by": item.pk})
         )
-        if target.type == RESIDENCE and target.subject_person_id:
+        if target.type in household.GRAPH_TYPES and target.subject_person_id:
             rebuild.add(target.subject_person_id)
         if target.type == RELATIONSHIP:
             await household_repository.remove_relationships_of_events(session, [target.event_pk])
@@ -252,7 +257,7 @@ async def process_batch(
         )
 
     # 7. The household graph.
-    touched = await household.rebuild_residences(session, rebuild)
+    touched = await household.rebuild_graph(session, rebuild)
     await household_repository.add_relationships(
         session,
         [
@@ -419,6 +424,20 @@ def _extract_facts(item: _Accepted, households: Mapping[tuple[str, str], int]) -
             "relationship": data["relationship"],
             "start_date": data.get("start_date"),
             "end_date": data.get("end_date"),
+        }
+    elif event.type in household.FLAG_TYPES:
+        item.facts = {
+            "flag": household.FLAG_TYPES[event.type],
+            "la_code": data["la_code"],
+            "change": data["change"],
+            "date": data["date"],
+        }
+    elif event.type == ENROLMENT:
+        item.facts = {
+            "school_urn": data["school_urn"],
+            "start_date": data["start_date"],
+            "end_date": data.get("end_date"),
+            "dsl_org_id": data.get("dsl_org_id"),
         }
     elif event.type == RETRACTION:
         item.facts = {"retracts": data["retracted_event_id"]}

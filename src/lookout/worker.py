@@ -29,6 +29,7 @@ from lookout import kafka, metrics
 from lookout.audit.actions import Action
 from lookout.audit.service import WORKER, Entry, record
 from lookout.db import create_engine, session_factory
+from lookout.identity.service import MatchThresholds
 from lookout.ingest import repository as ingest
 from lookout.ingest.catalogue import Catalogue
 from lookout.ingest.repository import Position
@@ -102,6 +103,11 @@ class Worker:
             alerting_horizon=timedelta(days=s.alerting_horizon_days),
             timezone=ZoneInfo(s.timezone),
             clock=lambda: datetime.now(UTC),
+            identity=MatchThresholds(
+                auto_link_at=s.identity_auto_link_at,
+                possible_at=s.identity_possible_match_at,
+                max_candidates=s.identity_max_candidates,
+            ),
         )
 
     async def run(self) -> None:

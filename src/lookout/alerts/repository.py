@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lookout.alerts.models import Alert, AlertEvidence, AlertStatus
+from lookout.ingest.models import Event
 from lookout.orgs.models import Organisation, OrgKind
 
 
@@ -105,6 +106,22 @@ async def alerts_with_evidence(session: AsyncSession, event_pks: Sequence[int]) 
         select(AlertEvidence.alert_id).where(AlertEvidence.event_id.in_(event_pks)).distinct()
     )
     return list(rows.scalars())
+
+
+async def alerts_involving(session: AsyncSession, person_ids: Sequence[int]) -> list[uuid.UUID]:
+    """Alerts whose evidence events are about these persons or whose children include them."""
+    if not person_ids:
+        return []
+    by_evidence = (
+        select(AlertEvidence.alert_id)
+        .join(Event, Event.id == AlertEvidence.event_id)
+        .where(Event.subject_person_id.in_(list(person_ids)))
+    )
+    by_children = select(Alert.id).where(or_(*(Alert.children.contains([p]) for p in person_ids)))
+    rows = await session.execute(
+        select(Alert.id).where(Alert.id.in_(by_evidence.union(by_children)))
+    )
+    return sorted(set(rows.scalars()))
 
 
 async def mark_for_review(

@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import BigInteger, Date
 
-from lookout.household.models import Household, Relationship, Residence
+from lookout.household.models import Enrolment, Flag, Household, Relationship, Residence
 from lookout.ingest.models import Event
 
 
@@ -90,6 +90,92 @@ async def replace_residences(
     return touched
 
 
+@dataclass(frozen=True, slots=True)
+class Period:
+    """A derived fact about a person for a period (a flag or an enrolment)."""
+
+    person_id: int
+    kind: str  # flags: the flag; enrolments: the school URN
+    holder: str | None  # flags: the LA code; enrolments: the DSL organisation
+    valid_from: date | None
+    valid_to: date | None
+
+
+async def replace_flags(
+    session: AsyncSession, person_ids: Sequence[int], periods: Sequence[Period]
+) -> set[int]:
+    """Replace these persons' flags; return the persons whose flags changed."""
+    if not person_ids:
+        return set()
+    old = await session.execute(
+        delete(Flag)
+        .where(Flag.person_id.in_(person_ids))
+        .returning(Flag.person_id, Flag.kind, Flag.la_code, Flag.valid_from, Flag.valid_to)
+    )
+    before = {Period(*r) for r in old}
+    if periods:
+        await session.execute(
+            insert(Flag),
+            [
+                {
+                    "person_id": p.person_id,
+                    "kind": p.kind,
+                    "la_code": p.holder or "",
+                    "valid_from": p.valid_from,
+                    "valid_to": p.valid_to,
+                }
+                for p in periods
+            ],
+        )
+    return {p.person_id for p in before.symmetric_difference(periods)}
+
+
+async def replace_enrolments(
+    session: AsyncSession, person_ids: Sequence[int], periods: Sequence[Period]
+) -> set[int]:
+    """Replace these persons' enrolments; return the persons whose enrolments changed."""
+    if not person_ids:
+        return set()
+    old = await session.execute(
+        delete(Enrolment)
+        .where(Enrolment.person_id.in_(person_ids))
+        .returning(
+            Enrolment.person_id,
+            Enrolment.school_urn,
+            Enrolment.dsl_org_id,
+            Enrolment.valid_from,
+            Enrolment.valid_to,
+        )
+    )
+    before = {Period(*r) for r in old}
+    if periods:
+        await session.execute(
+            insert(Enrolment),
+            [
+                {
+                    "person_id": p.person_id,
+                    "school_urn": p.kind,
+                    "dsl_org_id": p.holder,
+                    "valid_from": p.valid_from,
+                    "valid_to": p.valid_to,
+                }
+                for p in periods
+            ],
+        )
+    return {p.person_id for p in before.symmetric_difference(periods)}
+
+
+async def households_ever(session: AsyncSession, person_ids: Iterable[int]) -> set[int]:
+    """Every household these persons have lived in."""
+    ids = list(set(person_ids))
+    if not ids:
+        return set()
+    rows = await session.execute(
+        select(Residence.household_id).where(Residence.person_id.in_(ids)).distinct()
+    )
+    return set(rows.scalars())
+
+
 async def add_relationships(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
         await session.execute(insert(Relationship), list(rows))
@@ -163,6 +249,61 @@ async def members_of(
             entry = found[idx - 1] = (uprn, la_code, [])
         if person_id is not None:
             entry[2].append((person_id, joined, birth_date))
+    return found
+
+
+_PERSON_FACTS = text(
+    """
+    SELECT 'flag' AS what, q.idx, f.kind, f.la_code AS holder, f.valid_from
+    FROM unnest(:person_ids, :dates) WITH ORDINALITY AS q(person_id, as_of, idx)
+    JOIN flags f ON f.person_id = q.person_id
+        AND (f.valid_from IS NULL OR f.valid_from <= q.as_of)
+        AND (f.valid_to IS NULL OR f.valid_to > q.as_of)
+    UNION ALL
+    SELECT 'school', q.idx, e.school_urn, e.dsl_org_id, e.valid_from
+    FROM unnest(:person_ids, :dates) WITH ORDINALITY AS q(person_id, as_of, idx)
+    JOIN enrolments e ON e.person_id = q.person_id
+        AND (e.valid_from IS NULL OR e.valid_from <= q.as_of)
+        AND (e.valid_to IS NULL OR e.valid_to > q.as_of)
+    UNION ALL
+    SELECT 'rel:' || r.related_person_id::text, q.idx, r.kind, NULL, r.valid_from
+    FROM unnest(:person_ids, :dates) WITH ORDINALITY AS q(person_id, as_of, idx)
+    JOIN relationships r ON r.person_id = q.person_id
+        AND (r.valid_from IS NULL OR r.valid_from <= q.as_of)
+        AND (r.valid_to IS NULL OR r.valid_to > q.as_of)
+    """
+).bindparams(
+    bindparam("person_ids", type_=ARRAY(BigInteger)), bindparam("dates", type_=ARRAY(Date))
+)
+
+
+@dataclass
+class PersonFacts:
+    flags: list[tuple[str, str, date | None]]  # kind, LA code, since
+    schools: list[tuple[str, str | None, date | None]]  # URN, DSL org, since
+    relationships: list[tuple[int, str, date | None]]  # related person, kind, since
+
+
+async def person_facts(
+    session: AsyncSession, queries: Sequence[tuple[int, date]]
+) -> list[PersonFacts]:
+    """For each (person, date): the flags, enrolments and relationships (from the person
+    to another) in force on that date. One round trip."""
+    found = [PersonFacts([], [], []) for _ in queries]
+    if not queries:
+        return found
+    rows = await session.execute(
+        _PERSON_FACTS,
+        {"person_ids": [q[0] for q in queries], "dates": [q[1] for q in queries]},
+    )
+    for what, idx, kind, holder, since in rows:
+        entry = found[idx - 1]
+        if what == "flag":
+            entry.flags.append((kind, holder, since))
+        elif what == "school":
+            entry.schools.append((kind, holder, since))
+        else:
+            entry.relationships.append((int(what[4:]), kind, since))
     return found
 
 
