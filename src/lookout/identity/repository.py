@@ -149,6 +149,11 @@ def _fill_statement() -> Any:
 
 
 _FILL = _fill_statement()
+_FILL_FROM_MERGED = text(
+    "UPDATE persons AS s SET "  # noqa: S608 - column names are constants
+    + ", ".join(f"{c} = COALESCE(s.{c}, m.{c})" for c in _FILLABLE)
+    + " FROM persons AS m WHERE s.id = :survivor AND m.id = :merged"
+).bindparams(bindparam("survivor", type_=BigInteger), bindparam("merged", type_=BigInteger))
 
 
 async def fill_demographics(session: AsyncSession, rows: dict[int, dict[str, Any]]) -> None:
@@ -252,12 +257,7 @@ async def merge_persons(
         .where(Relationship.related_person_id == merged)
         .values(related_person_id=survivor)
     )
-    source = select(Person).where(Person.id == merged).subquery()
-    await session.execute(
-        update(Person)
-        .where(Person.id == survivor)
-        .values({c: func.coalesce(getattr(Person, c), getattr(source.c, c)) for c in _FILLABLE})
-    )
+    await session.execute(_FILL_FROM_MERGED, {"survivor": survivor, "merged": merged})
     await session.execute(update(Person).where(Person.id == merged).values(merged_into=survivor))
     await session.execute(
         update(Person).where(Person.merged_into == merged).values(merged_into=survivor)

@@ -154,11 +154,13 @@ def dob_transpositions(value: date) -> set[date]:
     found: set[date] = set()
     if value.day <= 12:  # a day of 12 or less is a month; a month is always a valid day
         found.add(date(value.year, value.day, value.month))
-    digits = value.strftime("%Y%m%d")
+    digits = f"{value.year:04d}{value.month:02d}{value.day:02d}"
     for i in range(len(digits) - 1):
         if digits[i] == digits[i + 1]:
             continue
         swapped = digits[:i] + digits[i + 1] + digits[i] + digits[i + 2 :]
+        if swapped[0] == "0":
+            continue  # a year below 1000 is not a date of birth
         try:
             found.add(date(int(swapped[:4]), int(swapped[4:6]), int(swapped[6:])))
         except ValueError:

@@ -263,9 +263,13 @@ async def resolve(
             person_id = await _resolve_demographics(session, ref, thresholds, resolution)
         else:
             person_id = final(picked)
-            keys = [k for k in ref.identifier_keys() if k in owners]
-            if keys and all(owners[k] != person_id for k in keys):
-                person_id = min(owners[k] for k in keys)
+            lost = [
+                owners[k]
+                for k in ref.identifier_keys()
+                if k in links and links[k] == person_id and owners.get(k, person_id) != person_id
+            ]
+            if lost:  # another worker attached this identifier first: its person wins
+                person_id = min(lost)
             demo = ref.demographics()
             if picked > 0 and not demo.empty and person_id not in fills:
                 fills[person_id] = repository.person_row(ref.raw_demographics(), demo)
