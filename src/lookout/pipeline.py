@@ -293,12 +293,8 @@ async def process_batch(
         and i.retracted_by is None
         and i.valid.event.time >= since
     }
-    if touched:
-        residents = await household_repository.members_ever(session, touched)
-        for stored in await ingest.trigger_events_of(
-            session, residents, config.trigger_types, since
-        ):
-            to_evaluate.setdefault(stored.pk, stored)
+    for stored in await _trigger_events_in(session, config, touched, since):
+        to_evaluate.setdefault(stored.pk, stored)
     if to_evaluate:
         result.alerts = await _evaluate(session, config, list(to_evaluate.values()), touched, audit)
 
@@ -333,6 +329,29 @@ async def process_batch(
     await record(session, WORKER, audit)
     await _advance_offsets(session, messages, config, positions)
     return result
+
+
+async def _trigger_events_in(
+    session: AsyncSession, config: PipelineConfig, households: set[int], since: datetime
+) -> list[StoredEvent]:
+    """The trigger events (within the horizon) of everyone who ever lived in these households."""
+    if not households:
+        return []
+    residents = await household_repository.members_ever(session, households)
+    return await ingest.trigger_events_of(session, residents, config.trigger_types, since)
+
+
+async def reevaluate(
+    session: AsyncSession, config: PipelineConfig, persons: set[int], audit: list[Entry]
+) -> list[alerts.Raised]:
+    """After an identity change made outside a batch (a confirmed match): rebuild these
+    persons' graph and re-evaluate the households it touched, exactly as a batch would."""
+    touched = await household.rebuild_graph(session, persons)
+    since = config.clock() - config.alerting_horizon
+    events = await _trigger_events_in(session, config, touched, since)
+    if not events:
+        return []
+    return await _evaluate(session, config, events, touched, audit)
 
 
 async def _evaluate(

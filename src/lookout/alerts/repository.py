@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -122,6 +123,29 @@ async def alerts_involving(session: AsyncSession, person_ids: Sequence[int]) -> 
         select(Alert.id).where(Alert.id.in_(by_evidence.union(by_children)))
     )
     return sorted(set(rows.scalars()))
+
+
+@dataclass(frozen=True, slots=True)
+class HeldAlert:
+    id: uuid.UUID
+    household_id: int
+    trigger_time: datetime
+    closed_at: datetime | None
+
+
+async def held_about(
+    session: AsyncSession, org_id: str, household_ids: Iterable[int]
+) -> list[HeldAlert]:
+    """The alerts an organisation holds about these households (any status)."""
+    ids = list(set(household_ids))
+    if not ids:
+        return []
+    rows = await session.execute(
+        select(Alert.id, Alert.household_id, Alert.trigger_time, Alert.closed_at).where(
+            Alert.recipient_org_id == org_id, Alert.household_id.in_(ids)
+        )
+    )
+    return [HeldAlert(*r) for r in rows]
 
 
 async def mark_for_review(

@@ -18,6 +18,9 @@ from lookout.alerts.endpoints import router as alerts_router
 from lookout.api.health import router as health_router
 from lookout.db import create_engine, session_factory
 from lookout.errors import LookoutError
+from lookout.household.endpoints import router as households_router
+from lookout.identity.endpoints import persons_router
+from lookout.identity.endpoints import router as identity_router
 from lookout.logging import safe_error
 from lookout.orgs.endpoints import router as token_router
 from lookout.settings import Settings
@@ -108,4 +111,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health_router)
     app.include_router(token_router)
     app.include_router(alerts_router)
+    app.include_router(households_router)
+    app.include_router(persons_router)
+    app.include_router(identity_router)
     return app

@@ -9,13 +9,27 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import date, timedelta
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lookout.household import repository
+from lookout.alerts import repository as alerts_repository
+from lookout.audit.actions import Action
+from lookout.audit.service import Actor, Entry, record
+from lookout.errors import Forbidden, NotFound
+from lookout.household import access, repository
 from lookout.household.repository import Interval, Period
+from lookout.household.schemas import (
+    FlagOut,
+    HouseholdOut,
+    MemberOut,
+    PeriodOut,
+    PersonOut,
+    RelationOut,
+)
 from lookout.household.snapshot import (
     FlagFact,
     HouseholdSnapshot,
@@ -23,6 +37,8 @@ from lookout.household.snapshot import (
     RelationshipFact,
     age_on,
 )
+from lookout.identity import repository as identity_repository
+from lookout.orgs.models import OrgKind
 
 RESIDENCE = "uk.lookout.person.residence.v1"
 CHILD_PROTECTION_PLAN = "uk.lookout.social_care.child_protection_plan.v1"
@@ -208,3 +224,188 @@ async def snapshots(
 
 def _flag_order(flag: tuple[str, str, date | None]) -> tuple[str, str, date]:
     return (flag[0], flag[1], flag[2] or date.min)
+
+
+# Reads for practitioners --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Reader:
+    """Who reads: the organisation, its kind, and (schools) its URN."""
+
+    org_id: str
+    kind: str
+    school_urn: str | None
+
+
+async def _allowed(
+    session: AsyncSession,
+    reader: Reader,
+    household_ids: Iterable[int],
+    as_of: date | None,
+    *,
+    window_days: int,
+    tz: ZoneInfo,
+    what: str,
+) -> tuple[date, list[access.Period]]:
+    held = await alerts_repository.held_about(session, reader.org_id, household_ids)
+    if not held:
+        raise NotFound(f"no such {what} for your organisation")
+    today = datetime.now(tz).date()
+    found = access.periods(held, window_days=window_days, today=today, tz=tz)
+    on = as_of or access.default_as_of(found, tz)
+    covering = access.covering(found, on)
+    if not covering:
+        allowed = ", ".join(f"{p.start}..{p.end}" for p in found[:5])
+        raise Forbidden(
+            f"as_of {on} is outside the periods of your alerts about this {what}: {allowed}"
+        )
+    return on, covering
+
+
+def _period_out(period: access.Period) -> PeriodOut:
+    return PeriodOut(alert_id=str(period.alert.id), start=period.start, end=period.end)
+
+
+def _flags_out(member: Member) -> list[FlagOut]:
+    return [FlagOut(kind=f.kind, la_code=f.la_code, since=f.since) for f in member.flag_details]
+
+
+async def read_household(
+    session: AsyncSession,
+    actor: Actor,
+    reader: Reader,
+    household_id: int,
+    as_of: date | None,
+    *,
+    window_days: int,
+    tz: ZoneInfo,
+) -> HouseholdOut:
+    """The household as of a date within the period of an alert the reader holds about it;
+    a school sees only its own pupils. Every read (and every refusal) is audited."""
+    try:
+        on, covering = await _allowed(
+            session, reader, [household_id], as_of, window_days=window_days, tz=tz, what="household"
+        )
+    except (NotFound, Forbidden) as exc:
+        await record(
+            session,
+            actor,
+            [Entry(Action.request_denied, "household", str(household_id), outcome=exc.title)],
+        )
+        raise
+    [snapshot] = await snapshots(session, [(household_id, on)])
+    members = list(snapshot.members)
+    if reader.kind == OrgKind.school:
+        members = [m for m in members if m.school_urn and m.school_urn == reader.school_urn]
+    people = await identity_repository.persons(session, [m.person_id for m in members])
+    visible = {m.person_id for m in members}
+    out = HouseholdOut(
+        id=household_id,
+        uprn=snapshot.uprn,
+        la_code=snapshot.la_code,
+        as_of=on,
+        members=[
+            MemberOut(
+                person_id=m.person_id,
+                given_name=people[m.person_id].given_name,
+                family_name=people[m.person_id].family_name,
+                birth_date=people[m.person_id].birth_date,
+                age=m.age,
+                role=m.role,
+                joined=m.joined,
+                flags=_flags_out(m),
+                school_urn=m.school_urn,
+                relationships=[
+                    RelationOut(person_id=other, relationship=kind)
+                    for other, kinds in sorted(snapshot.relationships_to(m.person_id).items())
+                    if other in visible
+                    for kind in kinds
+                ],
+            )
+            for m in members
+        ],
+        readable_period=_period_out(covering[0]),
+        partial=len(members) != len(snapshot.members),
+    )
+    await record(
+        session,
+        actor,
+        [
+            Entry(
+                Action.household_read,
+                "household",
+                str(household_id),
+                details={
+                    "as_of": on.isoformat(),
+                    "alert": str(covering[0].alert.id),
+                    "persons": sorted(visible),
+                },
+            )
+        ],
+    )
+    return out
+
+
+async def read_person(
+    session: AsyncSession,
+    actor: Actor,
+    reader: Reader,
+    person_id: int,
+    as_of: date | None,
+    *,
+    window_days: int,
+    tz: ZoneInfo,
+) -> PersonOut:
+    """A person as of a date, readable when they lived on that date in a household the
+    reader holds an alert about (within its period); a school reads only its pupils."""
+    try:
+        live = await identity_repository.live_person(session, person_id)
+        homes = await repository.households_ever(session, [live] if live else [])
+        on, covering = await _allowed(
+            session, reader, homes, as_of, window_days=window_days, tz=tz, what="person"
+        )
+        assert live is not None  # households_ever of nobody is empty: _allowed raised
+        then = set((await repository.households_of(session, [(live, on)]))[0])
+        covering = [p for p in covering if p.alert.household_id in then]
+        if not covering:
+            raise Forbidden(f"on {on} this person did not live in a household of your alerts")
+        [snapshot] = await snapshots(session, [(covering[0].alert.household_id, on)])
+        member = snapshot.member(live)
+        if member is None:  # pragma: no cover - households_of said they lived there
+            raise Forbidden(f"on {on} this person did not live in a household of your alerts")
+        if reader.kind == OrgKind.school and member.school_urn != reader.school_urn:
+            raise NotFound("no such person for your organisation")
+    except (NotFound, Forbidden) as exc:
+        await record(
+            session,
+            actor,
+            [Entry(Action.request_denied, "person", str(person_id), outcome=exc.title)],
+        )
+        raise
+    found = (await identity_repository.persons(session, [live]))[live]
+    await record(
+        session,
+        actor,
+        [
+            Entry(
+                Action.person_read,
+                "person",
+                str(live),
+                details={"as_of": on.isoformat(), "alert": str(covering[0].alert.id)},
+            )
+        ],
+    )
+    return PersonOut(
+        id=live,
+        as_of=on,
+        given_name=found.given_name,
+        family_name=found.family_name,
+        birth_date=found.birth_date,
+        postcode=found.postcode,
+        age=member.age,
+        household_ids=sorted(then),
+        flags=_flags_out(member),
+        school_urn=member.school_urn,
+        readable_period=_period_out(covering[0]),
+    )

@@ -308,6 +308,14 @@ async def events_of(session: AsyncSession, person_id: int) -> list[SubjectEvent]
     return [SubjectEvent(*r) for r in rows]
 
 
+async def event_sources(session: AsyncSession, person_id: int) -> list[str]:
+    """The publishers of the events about a person."""
+    rows = await session.execute(
+        select(Event.source).where(Event.subject_person_id == person_id).distinct()
+    )
+    return list(rows.scalars())
+
+
 async def undo_merge(
     session: AsyncSession,
     merge: IdentityMerge,
@@ -416,6 +424,14 @@ async def live_person(session: AsyncSession, person_id: int) -> int | None:
 async def get_person(session: AsyncSession, person_id: int) -> Person | None:
     rows = await session.execute(select(Person).where(Person.id == person_id))
     return rows.scalar_one_or_none()
+
+
+async def persons(session: AsyncSession, person_ids: Iterable[int]) -> dict[int, Person]:
+    ids = list(set(person_ids))
+    if not ids:
+        return {}
+    rows = await session.execute(select(Person).where(Person.id.in_(ids)))
+    return {p.id: p for p in rows.scalars()}
 
 
 async def birth_dates(session: AsyncSession, person_ids: Iterable[int]) -> dict[int, date | None]:
