@@ -64,22 +64,26 @@ async def _require_reviewer(
     )
 
 
+def evaluation_config(settings: Settings) -> pipeline.PipelineConfig:
+    """The rules and horizon the worker evaluates with (for re-evaluation after a review)."""
+    return pipeline.PipelineConfig(
+        catalogue=Catalogue.load(settings.schemas_dir),
+        rules=load_rules(settings.rules_dir),
+        group_id="review",
+        cluster_id="review",
+        max_event_bytes=settings.max_event_bytes,
+        max_future_skew=timedelta(seconds=settings.max_future_skew_s),
+        alerting_horizon=timedelta(days=settings.alerting_horizon_days),
+        timezone=ZoneInfo(settings.timezone),
+        clock=lambda: datetime.now(UTC),
+    )
+
+
 def _config(request: Request, settings: Settings) -> pipeline.PipelineConfig:
-    """The rules and horizon the worker evaluates with, loaded once per app."""
+    """Loaded once per app."""
     config: pipeline.PipelineConfig | None = getattr(request.app.state, "pipeline_config", None)
     if config is None:
-        config = pipeline.PipelineConfig(
-            catalogue=Catalogue.load(settings.schemas_dir),
-            rules=load_rules(settings.rules_dir),
-            group_id="api",
-            cluster_id="api",
-            max_event_bytes=settings.max_event_bytes,
-            max_future_skew=timedelta(seconds=settings.max_future_skew_s),
-            alerting_horizon=timedelta(days=settings.alerting_horizon_days),
-            timezone=ZoneInfo(settings.timezone),
-            clock=lambda: datetime.now(UTC),
-        )
-        request.app.state.pipeline_config = config
+        config = request.app.state.pipeline_config = evaluation_config(settings)
     return config
 
 
@@ -164,19 +168,28 @@ async def confirm_match(
     settings: SettingsDep,
 ) -> DecisionOut:
     await _require_reviewer(session, actor, principal, settings)
-    decision = await service.confirm(session, actor, match_id)
-    audit: list[Entry] = []
-    raised = await pipeline.reevaluate(
-        session, _config(request, settings), set(decision.rebuild), audit
+    decision, raised = await confirm_and_reevaluate(
+        session, actor, match_id, _config(request, settings)
     )
-    await record(session, actor, audit)
     return DecisionOut(
         match_id=decision.match_id,
         status=decision.status,
         survivor_id=decision.survivor_id,
         merge_id=decision.merge_id,
-        alerts_raised=len(raised),
+        alerts_raised=raised,
     )
+
+
+async def confirm_and_reevaluate(
+    session: AsyncSession, actor: Actor, match_id: int, config: pipeline.PipelineConfig
+) -> tuple[service.Decision, int]:
+    """Confirm a match, then rebuild the merged persons' graph and re-evaluate the
+    households it touched, as the worker does after a merge."""
+    decision = await service.confirm(session, actor, match_id)
+    audit: list[Entry] = []
+    raised = await pipeline.reevaluate(session, config, set(decision.rebuild), audit)
+    await record(session, actor, audit)
+    return decision, len(raised)
 
 
 @router.post(
