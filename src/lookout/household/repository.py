@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+import orjson
 from sqlalchemy import bindparam, delete, insert, select, text, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -198,20 +199,6 @@ _SUBJECT_HOUSEHOLDS = text(
     bindparam("person_ids", type_=ARRAY(BigInteger)), bindparam("dates", type_=ARRAY(Date))
 )
 
-_MEMBERS = text(
-    """
-    SELECT q.idx, h.uprn, h.la_code, r.person_id, r.valid_from, p.birth_date
-    FROM unnest(:household_ids, :dates) WITH ORDINALITY AS q(household_id, as_of, idx)
-    JOIN households h ON h.id = q.household_id
-    LEFT JOIN residences r ON r.household_id = q.household_id
-        AND (r.valid_from IS NULL OR r.valid_from <= q.as_of)
-        AND (r.valid_to IS NULL OR r.valid_to > q.as_of)
-    LEFT JOIN persons p ON p.id = r.person_id
-    """
-).bindparams(
-    bindparam("household_ids", type_=ARRAY(BigInteger)), bindparam("dates", type_=ARRAY(Date))
-)
-
 
 async def households_of(
     session: AsyncSession, queries: Sequence[tuple[int, date]]
@@ -229,82 +216,83 @@ async def households_of(
     return found
 
 
-MemberRow = tuple[int, date | None, date | None]  # person, joined, birth date
-
-
-async def members_of(
-    session: AsyncSession, queries: Sequence[tuple[int, date]]
-) -> list[tuple[str, str, list[MemberRow]]]:
-    """For each (household, date): its UPRN, LA code and the residents on that date."""
-    found: list[tuple[str, str, list[MemberRow]]] = [("", "", []) for _ in queries]
-    if not queries:
-        return found
-    rows = await session.execute(
-        _MEMBERS,
-        {"household_ids": [q[0] for q in queries], "dates": [q[1] for q in queries]},
-    )
-    for idx, uprn, la_code, person_id, joined, birth_date in rows:
-        entry = found[idx - 1]
-        if not entry[0]:
-            entry = found[idx - 1] = (uprn, la_code, [])
-        if person_id is not None:
-            entry[2].append((person_id, joined, birth_date))
-    return found
-
-
-_PERSON_FACTS = text(
+_SNAPSHOT = text(
     """
-    SELECT 'flag' AS what, q.idx, f.kind, f.la_code AS holder, f.valid_from
-    FROM unnest(:person_ids, :dates) WITH ORDINALITY AS q(person_id, as_of, idx)
-    JOIN flags f ON f.person_id = q.person_id
-        AND (f.valid_from IS NULL OR f.valid_from <= q.as_of)
-        AND (f.valid_to IS NULL OR f.valid_to > q.as_of)
-    UNION ALL
-    SELECT 'school', q.idx, e.school_urn, e.dsl_org_id, e.valid_from
-    FROM unnest(:person_ids, :dates) WITH ORDINALITY AS q(person_id, as_of, idx)
-    JOIN enrolments e ON e.person_id = q.person_id
-        AND (e.valid_from IS NULL OR e.valid_from <= q.as_of)
-        AND (e.valid_to IS NULL OR e.valid_to > q.as_of)
-    UNION ALL
-    SELECT 'rel:' || r.related_person_id::text, q.idx, r.kind, NULL, r.valid_from
-    FROM unnest(:person_ids, :dates) WITH ORDINALITY AS q(person_id, as_of, idx)
-    JOIN relationships r ON r.person_id = q.person_id
+    SELECT q.idx, h.uprn, h.la_code, r.person_id, r.valid_from, p.birth_date,
+        (SELECT json_agg(json_build_array(f.kind, f.la_code, f.valid_from))
+         FROM flags f WHERE f.person_id = r.person_id
+            AND (f.valid_from IS NULL OR f.valid_from <= q.as_of)
+            AND (f.valid_to IS NULL OR f.valid_to > q.as_of)) AS flags,
+        (SELECT json_agg(json_build_array(e.school_urn, e.dsl_org_id, e.valid_from))
+         FROM enrolments e WHERE e.person_id = r.person_id
+            AND (e.valid_from IS NULL OR e.valid_from <= q.as_of)
+            AND (e.valid_to IS NULL OR e.valid_to > q.as_of)) AS schools,
+        (SELECT json_agg(json_build_array(x.related_person_id, x.kind, x.valid_from))
+         FROM relationships x WHERE x.person_id = r.person_id
+            AND (x.valid_from IS NULL OR x.valid_from <= q.as_of)
+            AND (x.valid_to IS NULL OR x.valid_to > q.as_of)) AS relationships
+    FROM unnest(:household_ids, :dates) WITH ORDINALITY AS q(household_id, as_of, idx)
+    JOIN households h ON h.id = q.household_id
+    LEFT JOIN residences r ON r.household_id = q.household_id
         AND (r.valid_from IS NULL OR r.valid_from <= q.as_of)
         AND (r.valid_to IS NULL OR r.valid_to > q.as_of)
+    LEFT JOIN persons p ON p.id = r.person_id
     """
 ).bindparams(
-    bindparam("person_ids", type_=ARRAY(BigInteger)), bindparam("dates", type_=ARRAY(Date))
+    bindparam("household_ids", type_=ARRAY(BigInteger)), bindparam("dates", type_=ARRAY(Date))
 )
 
 
+def _on(value: str | None) -> date | None:
+    return date.fromisoformat(value) if value else None
+
+
 @dataclass
-class PersonFacts:
+class MemberFacts:
+    person_id: int
+    joined: date | None
+    birth_date: date | None
     flags: list[tuple[str, str, date | None]]  # kind, LA code, since
     schools: list[tuple[str, str | None, date | None]]  # URN, DSL org, since
     relationships: list[tuple[int, str, date | None]]  # related person, kind, since
 
 
-async def person_facts(
+async def snapshot_rows(
     session: AsyncSession, queries: Sequence[tuple[int, date]]
-) -> list[PersonFacts]:
-    """For each (person, date): the flags, enrolments and relationships (from the person
-    to another) in force on that date. One round trip."""
-    found = [PersonFacts([], [], []) for _ in queries]
+) -> list[tuple[str, str, list[MemberFacts]]]:
+    """For each (household, date): its UPRN, LA code and the residents on that date with
+    their flags, enrolments and relationships in force that day. One round trip."""
+    found: list[tuple[str, str, list[MemberFacts]]] = [("", "", []) for _ in queries]
     if not queries:
         return found
     rows = await session.execute(
-        _PERSON_FACTS,
-        {"person_ids": [q[0] for q in queries], "dates": [q[1] for q in queries]},
+        _SNAPSHOT,
+        {"household_ids": [q[0] for q in queries], "dates": [q[1] for q in queries]},
     )
-    for what, idx, kind, holder, since in rows:
+    for idx, uprn, la_code, person_id, joined, birth, flags, schools, rels in rows:
         entry = found[idx - 1]
-        if what == "flag":
-            entry.flags.append((kind, holder, since))
-        elif what == "school":
-            entry.schools.append((kind, holder, since))
-        else:
-            entry.relationships.append((int(what[4:]), kind, since))
+        if not entry[0]:
+            entry = found[idx - 1] = (uprn, la_code, [])
+        if person_id is None:
+            continue
+        entry[2].append(
+            MemberFacts(
+                person_id,
+                joined,
+                birth,
+                [(k, la, _on(since)) for k, la, since in _json(flags)],
+                [(urn, dsl, _on(since)) for urn, dsl, since in _json(schools)],
+                [(int(other), kind, _on(since)) for other, kind, since in _json(rels)],
+            )
+        )
     return found
+
+
+def _json(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    loaded = orjson.loads(value) if isinstance(value, str | bytes) else value
+    return list(loaded)
 
 
 async def members_ever(session: AsyncSession, household_ids: Iterable[int]) -> set[int]:

@@ -174,36 +174,29 @@ async def snapshots(
     session: AsyncSession, queries: Sequence[tuple[int, date]]
 ) -> list[HouseholdSnapshot]:
     """Each household as it was on each date: its members with their ages on that date."""
-    rows = await repository.members_of(session, queries)
-    member_queries = [
-        (p, as_of)
-        for (_, as_of), (_, _, members) in zip(queries, rows, strict=True)
-        for p, _, _ in sorted(members)
-    ]
-    facts = iter(await repository.person_facts(session, member_queries))
+    rows = await repository.snapshot_rows(session, queries)
     found: list[HouseholdSnapshot] = []
     for (household_id, as_of), (uprn, la_code, members) in zip(queries, rows, strict=True):
         built: list[Member] = []
         relationships: list[RelationshipFact] = []
-        ids = {p for p, _, _ in members}
-        for p, joined, birth in sorted(members):
-            f = next(facts)
+        ids = {m.person_id for m in members}
+        for f in sorted(members, key=lambda m: m.person_id):
             details = tuple(
                 FlagFact(k, la, since) for k, la, since in sorted(f.flags, key=_flag_order)
             )
             schools = sorted(f.schools, key=lambda s: (s[2] or date.min, s[0]))
             built.append(
                 Member(
-                    person_id=p,
-                    age=age_on(birth, as_of),
-                    joined=joined,
+                    person_id=f.person_id,
+                    age=age_on(f.birth_date, as_of),
+                    joined=f.joined,
                     flags=frozenset(d.kind for d in details),
                     flag_details=details,
                     school_urn=schools[-1][0] if schools else None,
                 )
             )
             relationships += [
-                RelationshipFact(p, other, kind, since)
+                RelationshipFact(f.person_id, other, kind, since)
                 for other, kind, since in f.relationships
                 if other in ids
             ]

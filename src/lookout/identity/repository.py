@@ -11,6 +11,7 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
+    or_,
     select,
     text,
     tuple_,
@@ -60,6 +61,25 @@ async def owners(session: AsyncSession, keys: Iterable[Key]) -> dict[Key, int]:
         )
     )
     return {(r.scheme, r.value): r.person_id for r in rows}
+
+
+async def incomplete_persons(session: AsyncSession, person_ids: Iterable[int]) -> set[int]:
+    """The persons that still lack a demographic value (the ones worth filling in)."""
+    ids = list(set(person_ids))
+    if not ids:
+        return set()
+    rows = await session.execute(
+        select(Person.id).where(
+            Person.id.in_(ids),
+            or_(
+                Person.given_name.is_(None),
+                Person.family_name.is_(None),
+                Person.birth_date.is_(None),
+                Person.postcode.is_(None),
+            ),
+        )
+    )
+    return set(rows.scalars())
 
 
 async def identifiers_of(session: AsyncSession, person_ids: Iterable[int]) -> dict[int, list[Key]]:

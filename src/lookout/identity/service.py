@@ -57,11 +57,16 @@ class PersonRef:
 
     org_id: str
     person: Mapping[str, Any]
+    _keys: tuple[repository.Key, ...] = field(init=False, repr=False, compare=False)
 
-    def identifier_keys(self) -> list[repository.Key]:
-        keys = [(s, str(self.person[s])) for s in NATIONAL if s in self.person]
-        keys += [(s, f"{self.org_id}:{self.person[s]}") for s in LOCAL if s in self.person]
-        return keys
+    def __post_init__(self) -> None:
+        person = self.person
+        keys = [(s, str(person[s])) for s in NATIONAL if s in person]
+        keys += [(s, f"{self.org_id}:{person[s]}") for s in LOCAL if s in person]
+        object.__setattr__(self, "_keys", tuple(keys))
+
+    def identifier_keys(self) -> tuple[repository.Key, ...]:
+        return self._keys
 
     def birth_date(self) -> date | None:
         value = self.person.get("birth_date")
@@ -193,10 +198,15 @@ async def resolve(
     thresholds = thresholds or MatchThresholds()
     all_keys = {k for ref in refs for k in ref.identifier_keys()}
     in_db = await repository.owners(session, all_keys)
-    if in_db:
+    await repository.lock_persons(session, in_db.values())
+    held = await repository.identifiers_of(session, set(in_db.values()))
+    if any(k not in held.get(p, ()) for k, p in in_db.items()):
+        # A merge committed between the lookup and the lock moved some: look again.
+        in_db = await repository.owners(session, all_keys)
         await repository.lock_persons(session, in_db.values())
-        in_db = await repository.owners(session, all_keys)  # a merge may have moved them
-    batch = _Batch(in_db, await repository.identifiers_of(session, set(in_db.values())))
+        held = await repository.identifiers_of(session, set(in_db.values()))
+    incomplete = await repository.incomplete_persons(session, set(in_db.values()))
+    batch = _Batch(in_db, held)
     chosen: list[int | None] = []
     for ref in refs:
         chosen.append(batch.resolve(ref) if ref.identifier_keys() else None)
@@ -270,9 +280,10 @@ async def resolve(
             ]
             if lost:  # another worker attached this identifier first: its person wins
                 person_id = min(lost)
-            demo = ref.demographics()
-            if picked > 0 and not demo.empty and person_id not in fills:
-                fills[person_id] = repository.person_row(ref.raw_demographics(), demo)
+            if picked > 0 and person_id in incomplete and person_id not in fills:
+                demo = ref.demographics()
+                if not demo.empty:
+                    fills[person_id] = repository.person_row(ref.raw_demographics(), demo)
         resolution.person_ids.append(person_id)
     await repository.fill_demographics(session, fills)
     return resolution
