@@ -8,6 +8,7 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import (
+    any_,
     bindparam,
     func,
     insert,
@@ -50,17 +51,29 @@ async def lock_persons(session: AsyncSession, person_ids: Iterable[int]) -> None
         await session.execute(_LOCK, {"keys": [PERSON_LOCK | i for i in ids]})
 
 
+_OWNERS = text(
+    """
+    SELECT i.scheme, i.value, i.person_id
+    FROM unnest(CAST(:schemes AS text[]), CAST(:vals AS text[])) AS k(scheme, value)
+    JOIN person_identifiers i ON i.scheme = k.scheme AND i.value = k.value
+    """
+)
+
+
+def _ids(person_ids: Iterable[int]) -> Any:
+    """An array parameter: one prepared statement whatever the number of ids."""
+    return any_(bindparam("ids", value=sorted(set(person_ids)), type_=ARRAY(BigInteger)))
+
+
 async def owners(session: AsyncSession, keys: Iterable[Key]) -> dict[Key, int]:
     """The person holding each known identifier."""
     wanted = list(set(keys))
     if not wanted:
         return {}
     rows = await session.execute(
-        select(PersonIdentifier.scheme, PersonIdentifier.value, PersonIdentifier.person_id).where(
-            tuple_(PersonIdentifier.scheme, PersonIdentifier.value).in_(wanted)
-        )
+        _OWNERS, {"schemes": [k[0] for k in wanted], "vals": [k[1] for k in wanted]}
     )
-    return {(r.scheme, r.value): r.person_id for r in rows}
+    return {(scheme, value): person_id for scheme, value, person_id in rows}
 
 
 async def incomplete_persons(session: AsyncSession, person_ids: Iterable[int]) -> set[int]:
@@ -70,7 +83,7 @@ async def incomplete_persons(session: AsyncSession, person_ids: Iterable[int]) -
         return set()
     rows = await session.execute(
         select(Person.id).where(
-            Person.id.in_(ids),
+            Person.id == _ids(ids),
             or_(
                 Person.given_name.is_(None),
                 Person.family_name.is_(None),
@@ -89,7 +102,7 @@ async def identifiers_of(session: AsyncSession, person_ids: Iterable[int]) -> di
         return found
     rows = await session.execute(
         select(PersonIdentifier.person_id, PersonIdentifier.scheme, PersonIdentifier.value).where(
-            PersonIdentifier.person_id.in_(ids)
+            PersonIdentifier.person_id == _ids(ids)
         )
     )
     for person_id, scheme, value in rows:
