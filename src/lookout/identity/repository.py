@@ -234,6 +234,7 @@ async def candidates(session: AsyncSession, demo: Demographics, limit: int) -> l
     if not blocks:
         return []
     ids = union(*blocks).subquery() if len(blocks) > 1 else blocks[0].subquery()
+    # Join the (small) union of blocks to persons; never walk persons in id order.
     rows = await session.execute(
         select(
             Person.id,
@@ -242,8 +243,8 @@ async def candidates(session: AsyncSession, demo: Demographics, limit: int) -> l
             Person.birth_date,
             Person.norm_postcode,
         )
-        .where(Person.id.in_(select(ids.c.id)))
-        .order_by(Person.id)
+        .select_from(ids.join(Person, Person.id == ids.c.id))
+        .order_by(ids.c.id)
         .limit(limit)
     )
     return [
