@@ -27,9 +27,9 @@ class Person(Base):
             "ix_persons_block_soundex_year", "family_soundex", "birth_year", postgresql_where=_LIVE
         ),
         Index(
-            "ix_persons_block_district_initial",
+            "ix_persons_block_district_soundex",
             "postcode_district",
-            "given_initial",
+            "family_soundex",
             postgresql_where=_LIVE,
         ),
     )

@@ -208,7 +208,8 @@ class Candidate:
 
 async def candidates(session: AsyncSession, demo: Demographics, limit: int) -> list[Candidate]:
     """Live persons sharing a blocking key with ``demo``: the same date of birth; the same
-    family-name Soundex and birth year; or the same postcode district and given-name initial.
+    family-name Soundex and birth year; or the same postcode district and family-name
+    Soundex (a district and a given-name initial would hold ~1,000 persons in England).
     Each block is an index scan (partial indexes on live persons), never a table scan."""
     keys = demo.blocking_keys()
     live = Person.merged_into.is_(None)
@@ -223,12 +224,12 @@ async def candidates(session: AsyncSession, demo: Demographics, limit: int) -> l
                 Person.birth_year == keys["birth_year"],
             )
         )
-    if keys["postcode_district"] and keys["given_initial"]:
+    if keys["postcode_district"] and keys["family_soundex"]:
         blocks.append(
             select(Person.id).where(
                 live,
                 Person.postcode_district == keys["postcode_district"],
-                Person.given_initial == keys["given_initial"],
+                Person.family_soundex == keys["family_soundex"],
             )
         )
     if not blocks:

@@ -126,9 +126,9 @@ def upgrade() -> None:
         postgresql_where=sa.text("merged_into IS NULL"),
     )
     op.create_index(
-        "ix_persons_block_district_initial",
+        "ix_persons_block_district_soundex",
         "persons",
-        ["postcode_district", "given_initial"],
+        ["postcode_district", "family_soundex"],
         unique=False,
         postgresql_where=sa.text("merged_into IS NULL"),
     )
@@ -148,7 +148,7 @@ def downgrade() -> None:
         postgresql_where=sa.text("merged_into IS NULL"),
     )
     op.drop_index(
-        "ix_persons_block_district_initial",
+        "ix_persons_block_district_soundex",
         table_name="persons",
         postgresql_where=sa.text("merged_into IS NULL"),
     )
