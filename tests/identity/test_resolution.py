@@ -273,3 +273,32 @@ async def test_a_merge_rebuilds_derived_enrolments(
     )
     [(survivor,)] = await rows(sessions, select(IdentityMerge.survivor_id))
     assert [p for (p,) in await rows(sessions, select(Enrolment.person_id))] == [survivor]
+
+
+@pytest.mark.parametrize("order", [(0, 1, 2, 3), (3, 2, 1, 0), (1, 3, 0, 2), "one batch"])
+async def test_merges_do_not_depend_on_arrival_order(
+    sessions: async_sessionmaker[AsyncSession], order: tuple[int, ...] | str
+) -> None:
+    """The same facts in any order (or in one batch) give one merged person and one alert."""
+    await register_orgs(sessions)
+    nhs = nhs_number()
+    events = [
+        ed_attendance({"nhs_number": nhs}),
+        moved_in({"la_person_id": "HK-9", "birth_date": "1990-01-01"}, SINCE),
+        moved_in(person(years_before(NOW, 3)), SINCE),
+        event(
+            "charity.concern",
+            {
+                "person": {"la_person_id": "HK-9", "nhs_number": nhs},
+                "concern_categories": ["other"],
+            },
+        ),
+    ]
+    feeder = Feeder(sessions)
+    if isinstance(order, str):
+        await feeder.feed(events)
+    else:
+        await feeder.feed_each([events[i] for i in order])
+    live = await rows(sessions, select(Person.id).where(Person.merged_into.is_(None)))
+    assert len(live) == 2  # the mother and the child
+    assert len(await rows(sessions, select(Alert.id))) == 1

@@ -267,7 +267,10 @@ async def resolve(
     links = {k: final(p) for k, p in batch.known.items() if k in all_keys and k not in in_db}
     # Another worker may have linked the same identifier first: its person wins.
     owners = await repository.attach_identifiers(session, links)
+    # Demographics a person lacks, from every reference to it (the first value wins): for
+    # existing persons missing some, and for persons created here from their first reference.
     fills: dict[int, dict[str, Any]] = {}
+    created = set(real.values())
     for ref, picked in zip(refs, chosen, strict=True):
         if picked is None:
             person_id = await _resolve_demographics(session, ref, thresholds, resolution)
@@ -280,10 +283,14 @@ async def resolve(
             ]
             if lost:  # another worker attached this identifier first: its person wins
                 person_id = min(lost)
-            if picked > 0 and person_id in incomplete and person_id not in fills:
+            if person_id in incomplete or person_id in created:
                 demo = ref.demographics()
                 if not demo.empty:
-                    fills[person_id] = repository.person_row(ref.raw_demographics(), demo)
+                    row = repository.person_row(ref.raw_demographics(), demo)
+                    known = fills.setdefault(person_id, row)
+                    for column, value in row.items():
+                        if known.get(column) is None:
+                            known[column] = value
         resolution.person_ids.append(person_id)
     await repository.fill_demographics(session, fills)
     return resolution
