@@ -42,13 +42,13 @@ test: setup ## Run the tests (they start their own PostgreSQL and broker)
 	$(BIN)/pytest -q
 
 lint: setup ## Check formatting, lint and types (ruff, mypy)
-	$(BIN)/ruff format --check src tests
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 
 fmt: setup ## Format the code and apply ruff's safe fixes
-	$(BIN)/ruff format src tests
-	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
 
 demo: setup ## Publish the NLGN scenario to a running `make run` and show the alert
 	$(BIN)/lookout demo

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from lookout.audit.sealer import SealResult, seal_once
 from lookout.audit.service import Actor
 from lookout.db import create_engine
-from lookout.identity.identifiers import nhs_number_check_digit
+from lookout.identity.identifiers import nhs_number_check_digit, upn_check_letter
 from lookout.ingest.catalogue import Catalogue
 from lookout.orgs import service
 from lookout.orgs.models import OrgKind
@@ -27,6 +27,7 @@ LA = "E09000012"
 OTHER_LA = "E09000002"
 HOSPITAL = "urn:lookout:agency:test-hospital"
 COUNCIL = "urn:lookout:agency:test-council"
+SCHOOL = "urn:lookout:agency:test-school"
 ADDRESS = {"uprn": "100023336956", "la_code": LA}
 NOW = datetime(2026, 11, 20, 21, 0, tzinfo=UTC)
 TEST_ACTOR = Actor(client_id="tests")
@@ -41,6 +42,12 @@ def nhs_number() -> str:
         digit = nhs_number_check_digit(body)
         if digit is not None:
             return body + str(digit)
+
+
+def upn() -> str:
+    """A fresh permanent UPN with a correct check letter."""
+    body = f"20420012{next(_serial):04d}"
+    return upn_check_letter(body) + body
 
 
 def person(birth: date | None = None, **extra: Any) -> dict[str, Any]:
@@ -103,6 +110,41 @@ def ed_attendance(
     return event("health.ed_attendance", data, at=at, source=HOSPITAL, **kw)
 
 
+def enrolment(
+    pupil: dict[str, Any],
+    start: date,
+    end: date | None = None,
+    *,
+    urn: str = "100241",
+    dsl: str = "test-school",
+    **kw: Any,
+) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "pupil": pupil,
+        "school_urn": urn,
+        "start_date": start.isoformat(),
+        "dsl_org_id": dsl,
+    }
+    if end is not None:
+        data["end_date"] = end.isoformat()
+    return event("education.enrolment", data, source=SCHOOL, **kw)
+
+
+def protection_plan(
+    child: dict[str, Any], change: str, on: date, *, la: str = LA, **kw: Any
+) -> dict[str, Any]:
+    data = {"child": child, "la_code": la, "change": change, "date": on.isoformat()}
+    return event("social_care.child_protection_plan", data, **kw)
+
+
+def relationship(
+    a: dict[str, Any], b: dict[str, Any], kind: str = "parent", **kw: Any
+) -> dict[str, Any]:
+    return event(
+        "person.relationship", {"person": a, "related_person": b, "relationship": kind}, **kw
+    )
+
+
 def encode(events: Sequence[dict[str, Any] | bytes]) -> list[bytes]:
     return [e if isinstance(e, bytes) else orjson.dumps(e) for e in events]
 
@@ -126,6 +168,14 @@ async def register_orgs(
             name="Council",
             kind=OrgKind.agency,
             source=COUNCIL,
+        )
+        await service.create_org(
+            session,
+            TEST_ACTOR,
+            org_id="test-school-agency",
+            name="School MIS",
+            kind=OrgKind.agency,
+            source=SCHOOL,
         )
         if children_services:
             await service.create_org(

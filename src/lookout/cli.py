@@ -40,6 +40,10 @@ app.add_typer(clients_app, name="clients")
 app.add_typer(rules_app, name="rules")
 app.add_typer(audit_app, name="audit")
 app.add_typer(retention_app, name="retention")
+identity_app = typer.Typer(
+    help="Review possible matches and undo wrong merges (operators).", no_args_is_help=True
+)
+app.add_typer(identity_app, name="identity")
 
 T = TypeVar("T")
 OPERATOR = Actor(client_id="lookout-cli", purpose="administration")
@@ -605,3 +609,87 @@ def demo() -> None:
 
     settings = _settings("database_url", "kafka_bootstrap_servers")
     raise typer.Exit(run_demo(settings))
+
+
+def _reviewer(end_user: str) -> Actor:
+    return Actor(client_id="lookout-cli", end_user=end_user, purpose="identity_review")
+
+
+END_USER = typer.Option("--as", help="Who is deciding (recorded in the audit)")
+
+
+@identity_app.command("matches")
+def identity_matches(
+    status: Annotated[str, typer.Option(help="open, confirmed or rejected")] = "open",
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+) -> None:
+    """List possible matches (internal ids, kind, score and agreement levels only)."""
+    from lookout.identity import repository
+
+    settings = _settings("database_url")
+    matches = _in_transaction(
+        settings,
+        lambda s: repository.list_possible_matches(s, status=status, after_id=None, limit=limit),
+    )
+    for m in matches:
+        score = f"{m.score:.1f}" if m.score is not None else "-"
+        typer.echo(
+            f"{m.id}\t{m.kind}\t{m.person_id}\t{m.other_person_id}\t{score}\t"
+            f"{orjson.dumps(m.evidence).decode()}"
+        )
+
+
+@identity_app.command("confirm")
+def identity_confirm(
+    match_id: Annotated[int, typer.Argument(metavar="MATCH_ID")],
+    end_user: Annotated[str, END_USER],
+) -> None:
+    """Confirm two persons are one: merge them and re-evaluate their households."""
+    from lookout.identity.endpoints import confirm_and_reevaluate, evaluation_config
+
+    settings = _settings("database_url")
+    config = evaluation_config(settings)
+    decision, raised = _in_transaction(
+        settings, lambda s: confirm_and_reevaluate(s, _reviewer(end_user), match_id, config)
+    )
+    typer.echo(
+        f"match {match_id} confirmed: person {decision.survivor_id} "
+        f"(merge {decision.merge_id}); {raised} alert(s) raised"
+    )
+
+
+@identity_app.command("reject")
+def identity_reject(
+    match_id: Annotated[int, typer.Argument(metavar="MATCH_ID")],
+    end_user: Annotated[str, END_USER],
+) -> None:
+    """Record that two persons are different people."""
+    from lookout.identity import service
+
+    settings = _settings("database_url")
+    _in_transaction(settings, lambda s: service.reject(s, _reviewer(end_user), match_id))
+    typer.echo(f"match {match_id} rejected")
+
+
+@identity_app.command("unlink")
+def identity_unlink(
+    person_id: Annotated[int, typer.Argument(metavar="PERSON_ID")],
+    end_user: Annotated[str, END_USER],
+    merged: Annotated[
+        int | None, typer.Option(help="The merged person to restore (default: the newest)")
+    ] = None,
+) -> None:
+    """Undo a wrong merge into PERSON_ID; alerts involving either person go to review."""
+    from lookout.identity.endpoints import evaluation_config, unlink_and_rebuild
+
+    settings = _settings("database_url")
+    config = evaluation_config(settings)
+    done = _in_transaction(
+        settings,
+        lambda s: unlink_and_rebuild(s, _reviewer(end_user), person_id, merged, config),
+    )
+    typer.echo(
+        f"person {done.restored_person_id} restored from {done.person_id}: "
+        f"{done.moved_events} event(s) moved back, "
+        f"{len(done.alerts_for_review)} alert(s) marked for review"
+    )

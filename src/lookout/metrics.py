@@ -144,3 +144,8 @@ HTTPS_INGEST = Counter(
     "Events received over HTTPS, by outcome (accepted or the rejection reason).",
     ["outcome"],
 )
+IDENTITY_LINKS = Counter(
+    "lookout_identity_links_total",
+    "Identity decisions: merges, conflicts, demographic bands, reviews and unlinks.",
+    ["outcome"],
+)

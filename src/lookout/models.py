@@ -4,8 +4,8 @@ from lookout.alerts.models import Alert, AlertEvidence, AlertNote, OrgSequence
 from lookout.audit.models import AuditCheckpoint, AuditRecord, AuditSeal
 from lookout.db import Base
 from lookout.delivery.models import AlertEvent, Subscription, WebhookAttempt, WebhookMessage
-from lookout.household.models import Flag, Household, Relationship, Residence
-from lookout.identity.models import Person, PersonIdentifier
+from lookout.household.models import Enrolment, Flag, Household, Relationship, Residence
+from lookout.identity.models import IdentityMerge, Person, PersonIdentifier, PossibleMatch
 from lookout.ingest.models import ConsumerOffset, Event, Rejection
 from lookout.orgs.models import Client, Organisation
 from lookout.rules.models import RuleSet
@@ -21,13 +21,16 @@ __all__ = [
     "Base",
     "Client",
     "ConsumerOffset",
+    "Enrolment",
     "Event",
     "Flag",
     "Household",
+    "IdentityMerge",
     "OrgSequence",
     "Organisation",
     "Person",
     "PersonIdentifier",
+    "PossibleMatch",
     "Rejection",
     "Relationship",
     "Residence",

@@ -33,7 +33,7 @@ from lookout.household import repository as household_repository
 from lookout.household import service as household
 from lookout.household.snapshot import HouseholdSnapshot, age_on
 from lookout.identity import repository as identity_repository
-from lookout.identity.service import PersonRef, resolve
+from lookout.identity.service import MatchThresholds, PersonRef, resolve
 from lookout.ingest import repository as ingest
 from lookout.ingest.catalogue import Catalogue
 from lookout.ingest.repository import Position, StoredEvent
@@ -44,6 +44,7 @@ from lookout.rules.model import Rule
 RESIDENCE = "uk.lookout.person.residence.v1"
 RELATIONSHIP = "uk.lookout.person.relationship.v1"
 RETRACTION = "uk.lookout.event.retraction.v1"
+ENROLMENT = household.ENROLMENT
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,7 @@ class PipelineConfig:
     timezone: ZoneInfo
     clock: Callable[[], datetime]
     review_after: timedelta = timedelta(days=90)
+    identity: MatchThresholds = field(default_factory=MatchThresholds)
 
     @property
     def trigger_types(self) -> frozenset[str]:
@@ -196,8 +198,9 @@ async def process_batch(
         for _, role, person in person_refs(item.valid.event.type, item.valid.event.data):
             refs.append(PersonRef(item.org_id, person))
             owners.append((index, role))
-    person_ids = await resolve(session, refs)
-    for (index, role), person_id in zip(owners, person_ids, strict=True):
+    resolution = await resolve(session, refs, config.identity)
+    audit.extend(resolution.audit)
+    for (index, role), person_id in zip(owners, resolution.person_ids, strict=True):
         item = fresh[index]
         item.persons.append(person_id)
         if role == "subject" and item.subject_person_id is None:
@@ -232,11 +235,13 @@ async def process_batch(
 
     # 6. Retractions: the withdrawn event stops counting; alerts it supported go to review.
     changes: list[alerts.Change] = []
+    # Persons whose derived graph (residences, flags, schools) is rebuilt: subjects of graph
+    # events, and persons an identity merge moved events to or from.
     rebuild = {
         i.subject_person_id
         for i in fresh
-        if i.valid.event.type == RESIDENCE and i.subject_person_id
-    }
+        if i.valid.event.type in household.GRAPH_TYPES and i.subject_person_id
+    } | resolution.rebuild
     for item in fresh:
         if item.valid.event.type != RETRACTION:
             continue
@@ -248,7 +253,7 @@ async def process_batch(
         audit.append(
             Entry(Action.event_retracted, "event", str(target.event_pk), details={"by": item.pk})
         )
-        if target.type == RESIDENCE and target.subject_person_id:
+        if target.type in household.GRAPH_TYPES and target.subject_person_id:
             rebuild.add(target.subject_person_id)
         if target.type == RELATIONSHIP:
             await household_repository.remove_relationships_of_events(session, [target.event_pk])
@@ -269,7 +274,7 @@ async def process_batch(
         )
 
     # 7. The household graph.
-    touched = await household.rebuild_residences(session, rebuild)
+    touched = await household.rebuild_graph(session, rebuild)
     await household_repository.add_relationships(
         session,
         [
@@ -305,10 +310,8 @@ async def process_batch(
         and i.retracted_by is None
         and i.valid.event.time >= since
     }
-    if touched:
-        residents = await household_repository.members_ever(session, touched)
-        for stored in await ingest.events_of(session, residents, config.trigger_types, since):
-            to_evaluate.setdefault(stored.pk, stored)
+    for stored in await _trigger_events_in(session, config, touched, since):
+        to_evaluate.setdefault(stored.pk, stored)
     # A late event that a history window counts re-evaluates the trigger events that
     # followed it in the same household(s), within the window.
     late = [
@@ -367,6 +370,33 @@ async def process_batch(
     await record(session, WORKER, audit)
     await _advance_offsets(session, messages, config, positions)
     return result
+
+
+async def _trigger_events_in(
+    session: AsyncSession, config: PipelineConfig, households: set[int], since: datetime
+) -> list[StoredEvent]:
+    """The trigger events (within the horizon) of everyone who ever lived in these households."""
+    if not households:
+        return []
+    residents = await household_repository.members_ever(session, households)
+    return await ingest.events_of(session, residents, config.trigger_types, since)
+
+
+async def reevaluate(
+    session: AsyncSession, config: PipelineConfig, persons: set[int], audit: list[Entry]
+) -> list[alerts.Raised]:
+    """After an identity change made outside a batch (a confirmed match): rebuild these
+    persons' graph and re-evaluate the households it touched, exactly as a batch would."""
+    touched = await household.rebuild_graph(session, persons)
+    since = config.clock() - config.alerting_horizon
+    events = await _trigger_events_in(session, config, touched, since)
+    if not events:
+        return []
+    raised = await _evaluate(
+        session, config, events, touched, audit, config.clock() + config.review_after
+    )
+    await alerts.publish(session, raised)
+    return raised
 
 
 async def _evaluate(
@@ -489,6 +519,20 @@ def _extract_facts(item: _Accepted, households: Mapping[tuple[str, str], int]) -
             "relationship": data["relationship"],
             "start_date": data.get("start_date"),
             "end_date": data.get("end_date"),
+        }
+    elif event.type in household.FLAG_TYPES:
+        item.facts = {
+            "flag": household.FLAG_TYPES[event.type],
+            "la_code": data["la_code"],
+            "change": data["change"],
+            "date": data["date"],
+        }
+    elif event.type == ENROLMENT:
+        item.facts = {
+            "school_urn": data["school_urn"],
+            "start_date": data["start_date"],
+            "end_date": data.get("end_date"),
+            "dsl_org_id": data.get("dsl_org_id"),
         }
     elif event.type == RETRACTION:
         item.facts = {"retracts": data["retracted_event_id"]}

@@ -47,6 +47,16 @@ class Settings(BaseSettings):
     alerting_horizon_days: int = 30
     timezone: str = "Europe/London"
 
+    # Identity resolution: demographic match bands, as log2 match weights (docs/identity.md).
+    identity_auto_link_at: float = 32.0
+    identity_possible_match_at: float = 18.0
+    identity_max_candidates: int = Field(default=200, gt=0)
+    # Organisations granted the identity_reviewer role (operators always have it).
+    identity_reviewer_orgs: list[str] = Field(default_factory=list)
+    # Practitioners may read a household as it was from this many days before an alert's
+    # trigger date up to the alert's closure (or now): the longest look-back of the rules.
+    household_read_window_days: int = Field(default=90, ge=0)
+
     # API and auth.
     api_host: str = "127.0.0.1"
     api_port: int = 8000

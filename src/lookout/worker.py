@@ -32,6 +32,7 @@ from lookout.alerts import repository as alerts_repository
 from lookout.audit.actions import Action
 from lookout.audit.service import WORKER, Entry, record
 from lookout.db import create_engine, plain_url, session_factory
+from lookout.identity.service import MatchThresholds
 from lookout.ingest import repository as ingest
 from lookout.ingest.catalogue import Catalogue
 from lookout.ingest.repository import Position
@@ -148,6 +149,11 @@ class Worker:
             timezone=ZoneInfo(s.timezone),
             clock=lambda: datetime.now(UTC),
             review_after=timedelta(days=s.alert_review_days),
+            identity=MatchThresholds(
+                auto_link_at=s.identity_auto_link_at,
+                possible_at=s.identity_possible_match_at,
+                max_candidates=s.identity_max_candidates,
+            ),
         )
 
     async def run(self) -> None:

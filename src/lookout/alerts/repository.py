@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lookout.alerts.models import Alert, AlertEvidence, AlertNote, AlertStatus, OrgSequence
 from lookout.delivery.models import AlertEvent
+from lookout.ingest.models import Event
 from lookout.orgs.models import Organisation, OrgKind
 
 
@@ -107,6 +108,45 @@ async def alerts_with_evidence(session: AsyncSession, event_pks: Sequence[int]) 
         select(AlertEvidence.alert_id).where(AlertEvidence.event_id.in_(event_pks)).distinct()
     )
     return list(rows.scalars())
+
+
+async def alerts_involving(session: AsyncSession, person_ids: Sequence[int]) -> list[uuid.UUID]:
+    """Alerts whose evidence events are about these persons or whose children include them."""
+    if not person_ids:
+        return []
+    by_evidence = (
+        select(AlertEvidence.alert_id)
+        .join(Event, Event.id == AlertEvidence.event_id)
+        .where(Event.subject_person_id.in_(list(person_ids)))
+    )
+    by_children = select(Alert.id).where(or_(*(Alert.children.contains([p]) for p in person_ids)))
+    rows = await session.execute(
+        select(Alert.id).where(Alert.id.in_(by_evidence.union(by_children)))
+    )
+    return sorted(set(rows.scalars()))
+
+
+@dataclass(frozen=True, slots=True)
+class HeldAlert:
+    id: uuid.UUID
+    household_id: int
+    trigger_time: datetime
+    closed_at: datetime | None
+
+
+async def held_about(
+    session: AsyncSession, org_id: str, household_ids: Iterable[int]
+) -> list[HeldAlert]:
+    """The alerts an organisation holds about these households (any status)."""
+    ids = list(set(household_ids))
+    if not ids:
+        return []
+    rows = await session.execute(
+        select(Alert.id, Alert.household_id, Alert.trigger_time, Alert.closed_at).where(
+            Alert.recipient_org_id == org_id, Alert.household_id.in_(ids)
+        )
+    )
+    return [HeldAlert(*r) for r in rows]
 
 
 async def mark_for_review(

@@ -23,6 +23,9 @@ from lookout.db import create_engine, session_factory
 from lookout.delivery.endpoints import router as subscriptions_router
 from lookout.delivery.endpoints import stream_router
 from lookout.errors import LookoutError
+from lookout.household.endpoints import router as households_router
+from lookout.identity.endpoints import persons_router
+from lookout.identity.endpoints import router as identity_router
 from lookout.ingest.catalogue import Catalogue
 from lookout.ingest.endpoints import router as publishers_router
 from lookout.logging import safe_error
@@ -128,4 +131,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(subscriptions_router)
     app.include_router(publishers_router)
     app.include_router(operator_router)
+    app.include_router(households_router)
+    app.include_router(persons_router)
+    app.include_router(identity_router)
     return app

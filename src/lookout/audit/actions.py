@@ -16,6 +16,16 @@ class Action(StrEnum):
     alert_raised = "worker:alert:raised"
     alert_evidence_added = "worker:alert:evidence_added"
     alert_marked_for_review = "worker:alert:marked_for_review"
+    identity_merged = "worker:person:merged"
+    identity_linked = "worker:person:linked_by_demographics"
+    identity_possible_match = "worker:possible_match:recorded"
+    identity_conflict = "worker:identity_conflict:recorded"
+    identity_match_confirmed = "reviewer:possible_match:confirmed"
+    identity_match_rejected = "reviewer:possible_match:rejected"
+    identity_unlinked = "reviewer:person:unlinked"
+    possible_matches_listed = "reviewer:possible_match:listed"
+    household_read = "api:household:read"
+    person_read = "api:person:read"
     token_issued = "api:token:issued"  # noqa: S105
     token_denied = "api:token:denied"  # noqa: S105
     alert_listed = "api:alert:listed"

@@ -63,3 +63,16 @@ class Flag(Base):
     la_code: Mapped[str] = mapped_column(String(9))
     valid_from: Mapped[date | None] = mapped_column(Date)
     valid_to: Mapped[date | None] = mapped_column(Date)
+
+
+class Enrolment(Base):
+    """A child on a school's roll for a period; derived from the child's enrolment events."""
+
+    __tablename__ = "enrolments"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id"), index=True)
+    school_urn: Mapped[str] = mapped_column(String(6), index=True)
+    dsl_org_id: Mapped[str | None] = mapped_column(String(200))
+    valid_from: Mapped[date | None] = mapped_column(Date)
+    valid_to: Mapped[date | None] = mapped_column(Date)

@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+import orjson
 from sqlalchemy import bindparam, delete, insert, select, text, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import BigInteger, Date
 
-from lookout.household.models import Household, Relationship, Residence
+from lookout.household.models import Enrolment, Flag, Household, Relationship, Residence
 from lookout.ingest.models import Event
 
 
@@ -90,6 +91,92 @@ async def replace_residences(
     return touched
 
 
+@dataclass(frozen=True, slots=True)
+class Period:
+    """A derived fact about a person for a period (a flag or an enrolment)."""
+
+    person_id: int
+    kind: str  # flags: the flag; enrolments: the school URN
+    holder: str | None  # flags: the LA code; enrolments: the DSL organisation
+    valid_from: date | None
+    valid_to: date | None
+
+
+async def replace_flags(
+    session: AsyncSession, person_ids: Sequence[int], periods: Sequence[Period]
+) -> set[int]:
+    """Replace these persons' flags; return the persons whose flags changed."""
+    if not person_ids:
+        return set()
+    old = await session.execute(
+        delete(Flag)
+        .where(Flag.person_id.in_(person_ids))
+        .returning(Flag.person_id, Flag.kind, Flag.la_code, Flag.valid_from, Flag.valid_to)
+    )
+    before = {Period(*r) for r in old}
+    if periods:
+        await session.execute(
+            insert(Flag),
+            [
+                {
+                    "person_id": p.person_id,
+                    "kind": p.kind,
+                    "la_code": p.holder or "",
+                    "valid_from": p.valid_from,
+                    "valid_to": p.valid_to,
+                }
+                for p in periods
+            ],
+        )
+    return {p.person_id for p in before.symmetric_difference(periods)}
+
+
+async def replace_enrolments(
+    session: AsyncSession, person_ids: Sequence[int], periods: Sequence[Period]
+) -> set[int]:
+    """Replace these persons' enrolments; return the persons whose enrolments changed."""
+    if not person_ids:
+        return set()
+    old = await session.execute(
+        delete(Enrolment)
+        .where(Enrolment.person_id.in_(person_ids))
+        .returning(
+            Enrolment.person_id,
+            Enrolment.school_urn,
+            Enrolment.dsl_org_id,
+            Enrolment.valid_from,
+            Enrolment.valid_to,
+        )
+    )
+    before = {Period(*r) for r in old}
+    if periods:
+        await session.execute(
+            insert(Enrolment),
+            [
+                {
+                    "person_id": p.person_id,
+                    "school_urn": p.kind,
+                    "dsl_org_id": p.holder,
+                    "valid_from": p.valid_from,
+                    "valid_to": p.valid_to,
+                }
+                for p in periods
+            ],
+        )
+    return {p.person_id for p in before.symmetric_difference(periods)}
+
+
+async def households_ever(session: AsyncSession, person_ids: Iterable[int]) -> set[int]:
+    """Every household these persons have lived in."""
+    ids = list(set(person_ids))
+    if not ids:
+        return set()
+    rows = await session.execute(
+        select(Residence.household_id).where(Residence.person_id.in_(ids)).distinct()
+    )
+    return set(rows.scalars())
+
+
 async def add_relationships(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
         await session.execute(insert(Relationship), list(rows))
@@ -112,20 +199,6 @@ _SUBJECT_HOUSEHOLDS = text(
     bindparam("person_ids", type_=ARRAY(BigInteger)), bindparam("dates", type_=ARRAY(Date))
 )
 
-_MEMBERS = text(
-    """
-    SELECT q.idx, h.uprn, h.la_code, r.person_id, r.valid_from, p.birth_date
-    FROM unnest(:household_ids, :dates) WITH ORDINALITY AS q(household_id, as_of, idx)
-    JOIN households h ON h.id = q.household_id
-    LEFT JOIN residences r ON r.household_id = q.household_id
-        AND (r.valid_from IS NULL OR r.valid_from <= q.as_of)
-        AND (r.valid_to IS NULL OR r.valid_to > q.as_of)
-    LEFT JOIN persons p ON p.id = r.person_id
-    """
-).bindparams(
-    bindparam("household_ids", type_=ARRAY(BigInteger)), bindparam("dates", type_=ARRAY(Date))
-)
-
 
 async def households_of(
     session: AsyncSession, queries: Sequence[tuple[int, date]]
@@ -143,38 +216,83 @@ async def households_of(
     return found
 
 
-MemberRow = tuple[int, date | None, date | None]  # person, joined, birth date
+_SNAPSHOT = text(
+    """
+    SELECT q.idx, h.uprn, h.la_code, r.person_id, r.valid_from, p.birth_date,
+        (SELECT json_agg(json_build_array(f.kind, f.la_code, f.valid_from))
+         FROM flags f WHERE f.person_id = r.person_id
+            AND (f.valid_from IS NULL OR f.valid_from <= q.as_of)
+            AND (f.valid_to IS NULL OR f.valid_to > q.as_of)) AS flags,
+        (SELECT json_agg(json_build_array(e.school_urn, e.dsl_org_id, e.valid_from))
+         FROM enrolments e WHERE e.person_id = r.person_id
+            AND (e.valid_from IS NULL OR e.valid_from <= q.as_of)
+            AND (e.valid_to IS NULL OR e.valid_to > q.as_of)) AS schools,
+        (SELECT json_agg(json_build_array(x.related_person_id, x.kind, x.valid_from))
+         FROM relationships x WHERE x.person_id = r.person_id
+            AND (x.valid_from IS NULL OR x.valid_from <= q.as_of)
+            AND (x.valid_to IS NULL OR x.valid_to > q.as_of)) AS relationships
+    FROM unnest(:household_ids, :dates) WITH ORDINALITY AS q(household_id, as_of, idx)
+    JOIN households h ON h.id = q.household_id
+    LEFT JOIN residences r ON r.household_id = q.household_id
+        AND (r.valid_from IS NULL OR r.valid_from <= q.as_of)
+        AND (r.valid_to IS NULL OR r.valid_to > q.as_of)
+    LEFT JOIN persons p ON p.id = r.person_id
+    """
+).bindparams(
+    bindparam("household_ids", type_=ARRAY(BigInteger)), bindparam("dates", type_=ARRAY(Date))
+)
 
 
-async def members_of(
+def _on(value: str | None) -> date | None:
+    return date.fromisoformat(value) if value else None
+
+
+@dataclass
+class MemberFacts:
+    person_id: int
+    joined: date | None
+    birth_date: date | None
+    flags: list[tuple[str, str, date | None]]  # kind, LA code, since
+    schools: list[tuple[str, str | None, date | None]]  # URN, DSL org, since
+    relationships: list[tuple[int, str, date | None]]  # related person, kind, since
+
+
+async def snapshot_rows(
     session: AsyncSession, queries: Sequence[tuple[int, date]]
-) -> list[tuple[str, str, list[MemberRow]]]:
-    """For each (household, date): its UPRN, LA code and the residents on that date."""
-    found: list[tuple[str, str, list[MemberRow]]] = [("", "", []) for _ in queries]
+) -> list[tuple[str, str, list[MemberFacts]]]:
+    """For each (household, date): its UPRN, LA code and the residents on that date with
+    their flags, enrolments and relationships in force that day. One round trip."""
+    found: list[tuple[str, str, list[MemberFacts]]] = [("", "", []) for _ in queries]
     if not queries:
         return found
     rows = await session.execute(
-        _MEMBERS,
+        _SNAPSHOT,
         {"household_ids": [q[0] for q in queries], "dates": [q[1] for q in queries]},
     )
-    for idx, uprn, la_code, person_id, joined, birth_date in rows:
+    for idx, uprn, la_code, person_id, joined, birth, flags, schools, rels in rows:
         entry = found[idx - 1]
         if not entry[0]:
             entry = found[idx - 1] = (uprn, la_code, [])
-        if person_id is not None:
-            entry[2].append((person_id, joined, birth_date))
+        if person_id is None:
+            continue
+        entry[2].append(
+            MemberFacts(
+                person_id,
+                joined,
+                birth,
+                [(k, la, _on(since)) for k, la, since in _json(flags)],
+                [(urn, dsl, _on(since)) for urn, dsl, since in _json(schools)],
+                [(int(other), kind, _on(since)) for other, kind, since in _json(rels)],
+            )
+        )
     return found
 
 
-async def households_ever(session: AsyncSession, person_ids: Iterable[int]) -> set[int]:
-    """Every household these persons have a residence at, at any time."""
-    ids = list(set(person_ids))
-    if not ids:
-        return set()
-    rows = await session.execute(
-        select(Residence.household_id).where(Residence.person_id.in_(ids)).distinct()
-    )
-    return set(rows.scalars())
+def _json(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    loaded = orjson.loads(value) if isinstance(value, str | bytes) else value
+    return list(loaded)
 
 
 async def members_ever(session: AsyncSession, household_ids: Iterable[int]) -> set[int]:

@@ -1,23 +1,51 @@
-"""The household graph: residences derived from residence events, and snapshots.
+"""The household graph: residences, flags and enrolments derived from events, and snapshots.
 
-A person's residences are recomputed from all of that person's residence events each time
-one arrives, so the graph never depends on the order the events came in.
+A person's residences (and flags, and enrolments) are recomputed from all of that person's
+events of the kind each time one arrives or an identity merge/unlink moves events, so the
+graph never depends on the order the events came in.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import date
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lookout.household import repository
-from lookout.household.repository import Interval
-from lookout.household.snapshot import HouseholdSnapshot, Member, age_on
+from lookout.alerts import repository as alerts_repository
+from lookout.audit.actions import Action
+from lookout.audit.service import Actor, Entry, record
+from lookout.errors import Forbidden, NotFound
+from lookout.household import access, repository
+from lookout.household.repository import Interval, Period
+from lookout.household.schemas import (
+    FlagOut,
+    HouseholdOut,
+    MemberOut,
+    PeriodOut,
+    PersonOut,
+    RelationOut,
+)
+from lookout.household.snapshot import (
+    FlagFact,
+    HouseholdSnapshot,
+    Member,
+    RelationshipFact,
+    age_on,
+)
+from lookout.identity import repository as identity_repository
+from lookout.orgs.models import OrgKind
 
 RESIDENCE = "uk.lookout.person.residence.v1"
+CHILD_PROTECTION_PLAN = "uk.lookout.social_care.child_protection_plan.v1"
+LOOKED_AFTER = "uk.lookout.social_care.looked_after.v1"
+ENROLMENT = "uk.lookout.education.enrolment.v1"
+FLAG_TYPES = {CHILD_PROTECTION_PLAN: "child_protection_plan", LOOKED_AFTER: "looked_after"}
+GRAPH_TYPES = frozenset({RESIDENCE, ENROLMENT, *FLAG_TYPES})
 
 
 def residence_intervals(
@@ -55,6 +83,83 @@ def residence_intervals(
     ]
 
 
+def flag_periods(person_id: int, facts: Iterable[tuple[int, dict[str, Any]]]) -> list[Period]:
+    """Pure: a child's flag periods from their plan / looked-after facts.
+
+    Facts are ``{"flag", "la_code", "change", "date"}``; ``started`` opens a period for
+    (flag, LA) and ``ended``/``ceased`` closes it (an end with no known start means the flag
+    held up to that date). Applied in date order, ends first on one day, then the event pk:
+    any arrival order gives the same periods."""
+    ordered = sorted(facts, key=lambda f: (f[1]["date"], f[1]["change"] == "started", f[0]))
+    open_since: dict[tuple[str, str], date] = {}
+    periods: list[Period] = []
+    for _, fact in ordered:
+        key, on = (fact["flag"], fact["la_code"]), date.fromisoformat(fact["date"])
+        if fact["change"] == "started":
+            open_since.setdefault(key, on)
+        elif key in open_since:
+            periods.append(Period(person_id, key[0], key[1], open_since.pop(key), on))
+        else:
+            periods.append(Period(person_id, key[0], key[1], None, on))
+    periods += [Period(person_id, k[0], k[1], since, None) for k, since in open_since.items()]
+    return sorted(
+        {
+            p
+            for p in periods
+            if p.valid_from is None or p.valid_to is None or p.valid_from < p.valid_to
+        },
+        key=lambda p: (p.kind, p.holder or "", p.valid_from or date.min),
+    )
+
+
+def enrolment_periods(person_id: int, facts: Iterable[tuple[int, dict[str, Any]]]) -> list[Period]:
+    """Pure: a pupil's enrolment periods. Each enrolment names its school, first day on roll
+    and (once known) last day; a later event for the same (school, start) with an end date
+    closes it. ``valid_to`` is the day after the last day on roll."""
+    latest: dict[tuple[str, str], tuple[str | None, str | None]] = {}
+    for _, fact in sorted(facts, key=lambda f: f[0]):
+        key = (fact["school_urn"], fact["start_date"])
+        end, dsl = fact.get("end_date"), fact.get("dsl_org_id")
+        known_end, known_dsl = latest.get(key, (None, None))
+        latest[key] = (max(filter(None, (end, known_end)), default=None), dsl or known_dsl)
+    return sorted(
+        (
+            Period(
+                person_id,
+                urn,
+                dsl,
+                date.fromisoformat(start),
+                date.fromisoformat(end) + timedelta(days=1) if end else None,
+            )
+            for (urn, start), (end, dsl) in latest.items()
+        ),
+        key=lambda p: (p.valid_from or date.min, p.kind),
+    )
+
+
+async def rebuild_graph(session: AsyncSession, person_ids: Iterable[int]) -> set[int]:
+    """Recompute these persons' residences, flags and enrolments from their events; return
+    the households whose membership or members' facts changed (to re-evaluate)."""
+    ids = sorted(set(person_ids))
+    if not ids:
+        return set()
+    touched = await rebuild_residences(session, ids)
+    flags: dict[int, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
+    for event_type in FLAG_TYPES:
+        for person_id, event_pk, facts in await repository.fact_events(session, event_type, ids):
+            flags[person_id].append((event_pk, facts))
+    enrolments: dict[int, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
+    for person_id, event_pk, facts in await repository.fact_events(session, ENROLMENT, ids):
+        enrolments[person_id].append((event_pk, facts))
+    changed = await repository.replace_flags(
+        session, ids, [p for i in ids for p in flag_periods(i, flags.get(i, []))]
+    )
+    changed |= await repository.replace_enrolments(
+        session, ids, [p for i in ids for p in enrolment_periods(i, enrolments.get(i, []))]
+    )
+    return touched | await repository.households_ever(session, changed)
+
+
 async def rebuild_residences(session: AsyncSession, person_ids: Iterable[int]) -> set[int]:
     """Recompute the residences of these persons; return the households whose membership changed."""
     ids = sorted(set(person_ids))
@@ -69,17 +174,231 @@ async def snapshots(
     session: AsyncSession, queries: Sequence[tuple[int, date]]
 ) -> list[HouseholdSnapshot]:
     """Each household as it was on each date: its members with their ages on that date."""
-    rows = await repository.members_of(session, queries)
-    return [
-        HouseholdSnapshot(
-            household_id=household_id,
-            uprn=uprn,
-            la_code=la_code,
-            as_of=as_of,
-            members=tuple(
-                Member(person_id=p, age=age_on(birth, as_of), joined=joined)
-                for p, joined, birth in sorted(members)
-            ),
+    rows = await repository.snapshot_rows(session, queries)
+    found: list[HouseholdSnapshot] = []
+    for (household_id, as_of), (uprn, la_code, members) in zip(queries, rows, strict=True):
+        built: list[Member] = []
+        relationships: list[RelationshipFact] = []
+        ids = {m.person_id for m in members}
+        for f in sorted(members, key=lambda m: m.person_id):
+            details = tuple(
+                FlagFact(k, la, since) for k, la, since in sorted(f.flags, key=_flag_order)
+            )
+            schools = sorted(f.schools, key=lambda s: (s[2] or date.min, s[0]))
+            built.append(
+                Member(
+                    person_id=f.person_id,
+                    age=age_on(f.birth_date, as_of),
+                    joined=f.joined,
+                    flags=frozenset(d.kind for d in details),
+                    flag_details=details,
+                    school_urn=schools[-1][0] if schools else None,
+                )
+            )
+            relationships += [
+                RelationshipFact(f.person_id, other, kind, since)
+                for other, kind, since in f.relationships
+                if other in ids
+            ]
+        found.append(
+            HouseholdSnapshot(
+                household_id=household_id,
+                uprn=uprn,
+                la_code=la_code,
+                as_of=as_of,
+                members=tuple(built),
+                relationships=tuple(
+                    sorted(relationships, key=lambda r: (r.person_id, r.related_person_id, r.kind))
+                ),
+            )
         )
-        for (household_id, as_of), (uprn, la_code, members) in zip(queries, rows, strict=True)
-    ]
+    return found
+
+
+def _flag_order(flag: tuple[str, str, date | None]) -> tuple[str, str, date]:
+    return (flag[0], flag[1], flag[2] or date.min)
+
+
+# Reads for practitioners --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Reader:
+    """Who reads: the organisation, its kind, and (schools) its URN."""
+
+    org_id: str
+    kind: str
+    school_urn: str | None
+
+
+async def _allowed(
+    session: AsyncSession,
+    reader: Reader,
+    household_ids: Iterable[int],
+    as_of: date | None,
+    *,
+    window_days: int,
+    tz: ZoneInfo,
+    what: str,
+) -> tuple[date, list[access.Period]]:
+    held = await alerts_repository.held_about(session, reader.org_id, household_ids)
+    if not held:
+        raise NotFound(f"no such {what} for your organisation")
+    today = datetime.now(tz).date()
+    found = access.periods(held, window_days=window_days, today=today, tz=tz)
+    on = as_of or access.default_as_of(found, tz)
+    covering = access.covering(found, on)
+    if not covering:
+        allowed = ", ".join(f"{p.start}..{p.end}" for p in found[:5])
+        raise Forbidden(
+            f"as_of {on} is outside the periods of your alerts about this {what}: {allowed}"
+        )
+    return on, covering
+
+
+def _period_out(period: access.Period) -> PeriodOut:
+    return PeriodOut(alert_id=str(period.alert.id), start=period.start, end=period.end)
+
+
+def _flags_out(member: Member) -> list[FlagOut]:
+    return [FlagOut(kind=f.kind, la_code=f.la_code, since=f.since) for f in member.flag_details]
+
+
+async def read_household(
+    session: AsyncSession,
+    actor: Actor,
+    reader: Reader,
+    household_id: int,
+    as_of: date | None,
+    *,
+    window_days: int,
+    tz: ZoneInfo,
+) -> HouseholdOut:
+    """The household as of a date within the period of an alert the reader holds about it;
+    a school sees only its own pupils. Every read (and every refusal) is audited."""
+    try:
+        on, covering = await _allowed(
+            session, reader, [household_id], as_of, window_days=window_days, tz=tz, what="household"
+        )
+    except (NotFound, Forbidden) as exc:
+        await record(
+            session,
+            actor,
+            [Entry(Action.request_denied, "household", str(household_id), outcome=exc.title)],
+        )
+        raise
+    [snapshot] = await snapshots(session, [(household_id, on)])
+    members = list(snapshot.members)
+    if reader.kind == OrgKind.school:
+        members = [m for m in members if m.school_urn and m.school_urn == reader.school_urn]
+    people = await identity_repository.persons(session, [m.person_id for m in members])
+    visible = {m.person_id for m in members}
+    out = HouseholdOut(
+        id=household_id,
+        uprn=snapshot.uprn,
+        la_code=snapshot.la_code,
+        as_of=on,
+        members=[
+            MemberOut(
+                person_id=m.person_id,
+                given_name=people[m.person_id].given_name,
+                family_name=people[m.person_id].family_name,
+                birth_date=people[m.person_id].birth_date,
+                age=m.age,
+                role=m.role,
+                joined=m.joined,
+                flags=_flags_out(m),
+                school_urn=m.school_urn,
+                relationships=[
+                    RelationOut(person_id=other, relationship=kind)
+                    for other, kinds in sorted(snapshot.relationships_to(m.person_id).items())
+                    if other in visible
+                    for kind in kinds
+                ],
+            )
+            for m in members
+        ],
+        readable_period=_period_out(covering[0]),
+        partial=len(members) != len(snapshot.members),
+    )
+    await record(
+        session,
+        actor,
+        [
+            Entry(
+                Action.household_read,
+                "household",
+                str(household_id),
+                details={
+                    "as_of": on.isoformat(),
+                    "alert": str(covering[0].alert.id),
+                    "persons": sorted(visible),
+                },
+            )
+        ],
+    )
+    return out
+
+
+async def read_person(
+    session: AsyncSession,
+    actor: Actor,
+    reader: Reader,
+    person_id: int,
+    as_of: date | None,
+    *,
+    window_days: int,
+    tz: ZoneInfo,
+) -> PersonOut:
+    """A person as of a date, readable when they lived on that date in a household the
+    reader holds an alert about (within its period); a school reads only its pupils."""
+    try:
+        live = await identity_repository.live_person(session, person_id)
+        homes = await repository.households_ever(session, [live] if live else [])
+        on, covering = await _allowed(
+            session, reader, homes, as_of, window_days=window_days, tz=tz, what="person"
+        )
+        assert live is not None  # households_ever of nobody is empty: _allowed raised
+        then = set((await repository.households_of(session, [(live, on)]))[0])
+        covering = [p for p in covering if p.alert.household_id in then]
+        if not covering:
+            raise Forbidden(f"on {on} this person did not live in a household of your alerts")
+        [snapshot] = await snapshots(session, [(covering[0].alert.household_id, on)])
+        member = snapshot.member(live)
+        if member is None:  # pragma: no cover - households_of said they lived there
+            raise Forbidden(f"on {on} this person did not live in a household of your alerts")
+        if reader.kind == OrgKind.school and member.school_urn != reader.school_urn:
+            raise NotFound("no such person for your organisation")
+    except (NotFound, Forbidden) as exc:
+        await record(
+            session,
+            actor,
+            [Entry(Action.request_denied, "person", str(person_id), outcome=exc.title)],
+        )
+        raise
+    found = (await identity_repository.persons(session, [live]))[live]
+    await record(
+        session,
+        actor,
+        [
+            Entry(
+                Action.person_read,
+                "person",
+                str(live),
+                details={"as_of": on.isoformat(), "alert": str(covering[0].alert.id)},
+            )
+        ],
+    )
+    return PersonOut(
+        id=live,
+        as_of=on,
+        given_name=found.given_name,
+        family_name=found.family_name,
+        birth_date=found.birth_date,
+        postcode=found.postcode,
+        age=member.age,
+        household_ids=sorted(then),
+        flags=_flags_out(member),
+        school_urn=member.school_urn,
+        readable_period=_period_out(covering[0]),
+    )

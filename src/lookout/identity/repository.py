@@ -1,18 +1,68 @@
-"""SQL for persons and identifiers."""
+"""SQL for persons, identifiers, demographic blocking, merges and possible matches."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import insert, select, tuple_, update
+from sqlalchemy import (
+    any_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    tuple_,
+    union,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.types import BigInteger
 
-from lookout.identity.models import Person, PersonIdentifier
+from lookout.household.models import Relationship
+from lookout.identity.models import (
+    IdentityMerge,
+    MatchStatus,
+    Person,
+    PersonIdentifier,
+    PossibleMatch,
+)
+from lookout.identity.scoring import Demographics
+from lookout.ingest.models import Event
 
 Key = tuple[str, str]
+
+# The advisory-lock namespace for persons (shared with the pipeline's lock of persons).
+PERSON_LOCK = 1 << 60
+_LOCK = text(
+    "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT unnest(:keys) AS k ORDER BY 1) AS s"
+).bindparams(bindparam("keys", type_=ARRAY(BigInteger)))
+
+
+async def lock_persons(session: AsyncSession, person_ids: Iterable[int]) -> None:
+    """Serialise identity changes to these persons across workers (sorted: no deadlock)."""
+    ids = sorted({p for p in person_ids if p > 0})
+    if ids:
+        await session.execute(_LOCK, {"keys": [PERSON_LOCK | i for i in ids]})
+
+
+_OWNERS = text(
+    """
+    SELECT i.scheme, i.value, i.person_id
+    FROM unnest(CAST(:schemes AS text[]), CAST(:vals AS text[])) AS k(scheme, value)
+    JOIN person_identifiers i ON i.scheme = k.scheme AND i.value = k.value
+    """
+)
+
+
+def _ids(person_ids: Iterable[int]) -> Any:
+    """An array parameter: one prepared statement whatever the number of ids."""
+    return any_(bindparam("ids", value=sorted(set(person_ids)), type_=ARRAY(BigInteger)))
 
 
 async def owners(session: AsyncSession, keys: Iterable[Key]) -> dict[Key, int]:
@@ -21,11 +71,67 @@ async def owners(session: AsyncSession, keys: Iterable[Key]) -> dict[Key, int]:
     if not wanted:
         return {}
     rows = await session.execute(
-        select(PersonIdentifier.scheme, PersonIdentifier.value, PersonIdentifier.person_id).where(
-            tuple_(PersonIdentifier.scheme, PersonIdentifier.value).in_(wanted)
+        _OWNERS, {"schemes": [k[0] for k in wanted], "vals": [k[1] for k in wanted]}
+    )
+    return {(scheme, value): person_id for scheme, value, person_id in rows}
+
+
+async def incomplete_persons(session: AsyncSession, person_ids: Iterable[int]) -> set[int]:
+    """The persons that still lack a demographic value (the ones worth filling in)."""
+    ids = list(set(person_ids))
+    if not ids:
+        return set()
+    rows = await session.execute(
+        select(Person.id).where(
+            Person.id == _ids(ids),
+            or_(
+                Person.given_name.is_(None),
+                Person.family_name.is_(None),
+                Person.birth_date.is_(None),
+                Person.postcode.is_(None),
+            ),
         )
     )
-    return {(r.scheme, r.value): r.person_id for r in rows}
+    return set(rows.scalars())
+
+
+async def identifiers_of(session: AsyncSession, person_ids: Iterable[int]) -> dict[int, list[Key]]:
+    ids = list(set(person_ids))
+    found: dict[int, list[Key]] = {p: [] for p in ids}
+    if not ids:
+        return found
+    rows = await session.execute(
+        select(PersonIdentifier.person_id, PersonIdentifier.scheme, PersonIdentifier.value).where(
+            PersonIdentifier.person_id == _ids(ids)
+        )
+    )
+    for person_id, scheme, value in rows:
+        found[person_id].append((scheme, value))
+    return found
+
+
+def person_row(raw: dict[str, Any] | None, demo: Demographics | None) -> dict[str, Any]:
+    """The columns of a new person: the demographics as given, their normalised forms and
+    blocking keys."""
+    row: dict[str, Any] = {
+        "given_name": None,
+        "family_name": None,
+        "postcode": None,
+        "birth_date": None,
+        "norm_given_name": None,
+        "norm_family_name": None,
+        "norm_postcode": None,
+        "family_soundex": None,
+        "birth_year": None,
+        "postcode_district": None,
+        "given_initial": None,
+    }
+    if raw:
+        row.update(raw)
+    if demo is not None:
+        row["birth_date"] = demo.birth_date
+        row.update(demo.blocking_keys())
+    return row
 
 
 async def create_persons(session: AsyncSession, people: Sequence[dict[str, Any]]) -> list[int]:
@@ -50,14 +156,317 @@ async def attach_identifiers(session: AsyncSession, links: dict[Key, int]) -> di
     return await owners(session, links)
 
 
-async def fill_birth_dates(session: AsyncSession, births: dict[int, date]) -> None:
-    """Record a date of birth where none was known (demographics never overwrite)."""
-    for person_id, birth_date in births.items():
-        await session.execute(
-            update(Person)
-            .where(Person.id == person_id, Person.birth_date.is_(None))
-            .values(birth_date=birth_date)
+_FILLABLE = (
+    "given_name",
+    "family_name",
+    "postcode",
+    "birth_date",
+    "norm_given_name",
+    "norm_family_name",
+    "norm_postcode",
+    "family_soundex",
+    "birth_year",
+    "postcode_district",
+    "given_initial",
+)
+
+
+def _fill_statement() -> Any:
+    columns = {c: getattr(Person, c) for c in _FILLABLE}
+    sets = ", ".join(f"{c} = COALESCE({c}, :v_{c})" for c in columns)
+    wanted = " OR ".join(f"({c} IS NULL AND :v_{c} IS NOT NULL)" for c in columns)
+    return text(f"UPDATE persons SET {sets} WHERE id = :pid AND ({wanted})").bindparams(  # noqa: S608 - column names are constants
+        bindparam("pid", type_=BigInteger),
+        *(bindparam(f"v_{c}", type_=col.type) for c, col in columns.items()),
+    )
+
+
+_FILL = _fill_statement()
+_FILL_FROM_MERGED = text(
+    "UPDATE persons AS s SET "  # noqa: S608 - column names are constants
+    + ", ".join(f"{c} = COALESCE(s.{c}, m.{c})" for c in _FILLABLE)
+    + " FROM persons AS m WHERE s.id = :survivor AND m.id = :merged"
+).bindparams(bindparam("survivor", type_=BigInteger), bindparam("merged", type_=BigInteger))
+
+
+async def fill_demographics(session: AsyncSession, rows: dict[int, dict[str, Any]]) -> None:
+    """Record demographics where none were known (demographics never overwrite). Rows of
+    persons that already have every value are not touched."""
+    if not rows:
+        return
+    params = [
+        {"pid": pid, **{f"v_{c}": row.get(c) for c in _FILLABLE}} for pid, row in rows.items()
+    ]
+    await session.execute(_FILL, params)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    person_id: int
+    demographics: Demographics
+
+
+async def candidates(session: AsyncSession, demo: Demographics, limit: int) -> list[Candidate]:
+    """Live persons sharing a blocking key with ``demo``: the same date of birth; the same
+    family-name Soundex and birth year; or the same postcode district and family-name
+    Soundex (a district and a given-name initial would hold ~1,000 persons in England).
+    Each block is an index scan (partial indexes on live persons), never a table scan."""
+    keys = demo.blocking_keys()
+    live = Person.merged_into.is_(None)
+    blocks = []
+    if demo.birth_date is not None:
+        blocks.append(select(Person.id).where(live, Person.birth_date == demo.birth_date))
+    if keys["family_soundex"] and keys["birth_year"]:
+        blocks.append(
+            select(Person.id).where(
+                live,
+                Person.family_soundex == keys["family_soundex"],
+                Person.birth_year == keys["birth_year"],
+            )
         )
+    if keys["postcode_district"] and keys["family_soundex"]:
+        blocks.append(
+            select(Person.id).where(
+                live,
+                Person.postcode_district == keys["postcode_district"],
+                Person.family_soundex == keys["family_soundex"],
+            )
+        )
+    if not blocks:
+        return []
+    ids = union(*blocks).subquery() if len(blocks) > 1 else blocks[0].subquery()
+    # Join the (small) union of blocks to persons; never walk persons in id order.
+    rows = await session.execute(
+        select(
+            Person.id,
+            Person.norm_given_name,
+            Person.norm_family_name,
+            Person.birth_date,
+            Person.norm_postcode,
+        )
+        .select_from(ids.join(Person, Person.id == ids.c.id))
+        .order_by(ids.c.id)
+        .limit(limit)
+    )
+    return [
+        Candidate(
+            r.id, Demographics(r.norm_given_name, r.norm_family_name, r.birth_date, r.norm_postcode)
+        )
+        for r in rows
+    ]
+
+
+# Merges ----------------------------------------------------------------------------
+
+
+async def merge_persons(
+    session: AsyncSession,
+    survivor: int,
+    merged: int,
+    *,
+    reason: str,
+    score: float | None,
+    evidence: dict[str, Any],
+) -> int:
+    """Move ``merged``'s identifiers, events and relationships to ``survivor`` and mark it
+    merged; return the merge record's id (which lists what moved, for an unlink)."""
+    moved_ids = await session.execute(
+        update(PersonIdentifier)
+        .where(PersonIdentifier.person_id == merged)
+        .values(person_id=survivor)
+        .returning(PersonIdentifier.scheme, PersonIdentifier.value)
+    )
+    identifiers = sorted([r.scheme, r.value] for r in moved_ids)
+    moved_events = await session.execute(
+        update(Event)
+        .where(Event.subject_person_id == merged)
+        .values(subject_person_id=survivor)
+        .returning(Event.id)
+    )
+    events = sorted(moved_events.scalars())
+    await session.execute(
+        update(Relationship).where(Relationship.person_id == merged).values(person_id=survivor)
+    )
+    await session.execute(
+        update(Relationship)
+        .where(Relationship.related_person_id == merged)
+        .values(related_person_id=survivor)
+    )
+    await session.execute(_FILL_FROM_MERGED, {"survivor": survivor, "merged": merged})
+    await session.execute(update(Person).where(Person.id == merged).values(merged_into=survivor))
+    await session.execute(
+        update(Person).where(Person.merged_into == merged).values(merged_into=survivor)
+    )
+    result = await session.execute(
+        insert(IdentityMerge)
+        .values(
+            survivor_id=survivor,
+            merged_id=merged,
+            reason=reason,
+            score=score,
+            evidence=evidence,
+            moved_identifiers=identifiers,
+            moved_events=events,
+        )
+        .returning(IdentityMerge.id)
+    )
+    return int(result.scalar_one())
+
+
+async def active_merge(
+    session: AsyncSession, survivor: int, merged: int | None
+) -> IdentityMerge | None:
+    """The newest merge into ``survivor`` (of ``merged`` if given) that is not undone."""
+    query = select(IdentityMerge).where(
+        IdentityMerge.survivor_id == survivor, IdentityMerge.undone_at.is_(None)
+    )
+    if merged is not None:
+        query = query.where(IdentityMerge.merged_id == merged)
+    rows = await session.execute(query.order_by(IdentityMerge.id.desc()).limit(1))
+    return rows.scalar_one_or_none()
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectEvent:
+    pk: int
+    source: str
+    type: str
+    data: dict[str, Any] | None
+
+
+async def events_of(session: AsyncSession, person_id: int) -> list[SubjectEvent]:
+    rows = await session.execute(
+        select(Event.id, Event.source, Event.type, Event.data).where(
+            Event.subject_person_id == person_id
+        )
+    )
+    return [SubjectEvent(*r) for r in rows]
+
+
+async def event_sources(session: AsyncSession, person_id: int) -> list[str]:
+    """The publishers of the events about a person."""
+    rows = await session.execute(
+        select(Event.source).where(Event.subject_person_id == person_id).distinct()
+    )
+    return list(rows.scalars())
+
+
+async def undo_merge(
+    session: AsyncSession,
+    merge: IdentityMerge,
+    identifiers: Sequence[Key],
+    event_pks: Sequence[int],
+) -> None:
+    """Give ``identifiers`` and ``event_pks`` (and their relationships) back to the merged
+    person, and make it live again."""
+    survivor, restored = merge.survivor_id, merge.merged_id
+    await session.execute(update(Person).where(Person.id == restored).values(merged_into=None))
+    if identifiers:
+        await session.execute(
+            update(PersonIdentifier)
+            .where(
+                PersonIdentifier.person_id == survivor,
+                tuple_(PersonIdentifier.scheme, PersonIdentifier.value).in_(list(identifiers)),
+            )
+            .values(person_id=restored)
+        )
+    if event_pks:
+        await session.execute(
+            update(Event)
+            .where(Event.id.in_(list(event_pks)), Event.subject_person_id == survivor)
+            .values(subject_person_id=restored)
+        )
+        await session.execute(
+            update(Relationship)
+            .where(Relationship.event_id.in_(list(event_pks)), Relationship.person_id == survivor)
+            .values(person_id=restored)
+        )
+    await session.execute(
+        update(IdentityMerge).where(IdentityMerge.id == merge.id).values(undone_at=func.now())
+    )
+
+
+# Possible matches --------------------------------------------------------------------
+
+
+async def add_possible_match(
+    session: AsyncSession,
+    *,
+    kind: str,
+    person_id: int,
+    other_person_id: int,
+    score: float | None,
+    evidence: dict[str, Any],
+) -> int | None:
+    """Record a pair for review, unless the same pair is already open; return its id."""
+    result = await session.execute(
+        pg_insert(PossibleMatch)
+        .values(
+            kind=kind,
+            person_id=person_id,
+            other_person_id=other_person_id,
+            score=score,
+            evidence=evidence,
+            status=MatchStatus.open,
+        )
+        .on_conflict_do_nothing(
+            index_elements=["person_id", "other_person_id"], index_where=text("status = 'open'")
+        )
+        .returning(PossibleMatch.id)
+    )
+    found = result.scalar_one_or_none()
+    return int(found) if found is not None else None
+
+
+async def list_possible_matches(
+    session: AsyncSession, *, status: str, after_id: int | None, limit: int
+) -> list[PossibleMatch]:
+    query = select(PossibleMatch).where(PossibleMatch.status == status)
+    if after_id is not None:
+        query = query.where(PossibleMatch.id > after_id)
+    rows = await session.execute(query.order_by(PossibleMatch.id).limit(limit))
+    return list(rows.scalars())
+
+
+async def get_possible_match(session: AsyncSession, match_id: int) -> PossibleMatch | None:
+    rows = await session.execute(
+        select(PossibleMatch).where(PossibleMatch.id == match_id).with_for_update()
+    )
+    return rows.scalar_one_or_none()
+
+
+async def decide(
+    session: AsyncSession, match_id: int, status: str, decided_by: str, merge_id: int | None
+) -> None:
+    await session.execute(
+        update(PossibleMatch)
+        .where(PossibleMatch.id == match_id)
+        .values(status=status, decided_by=decided_by, decided_at=func.now(), merge_id=merge_id)
+    )
+
+
+async def live_person(session: AsyncSession, person_id: int) -> int | None:
+    """Follow ``merged_into`` to the live person (merges flatten chains, so one hop)."""
+    rows = await session.execute(
+        select(Person.id, Person.merged_into).where(Person.id == person_id)
+    )
+    row = rows.one_or_none()
+    if row is None:
+        return None
+    return int(row.merged_into or row.id)
+
+
+async def get_person(session: AsyncSession, person_id: int) -> Person | None:
+    rows = await session.execute(select(Person).where(Person.id == person_id))
+    return rows.scalar_one_or_none()
+
+
+async def persons(session: AsyncSession, person_ids: Iterable[int]) -> dict[int, Person]:
+    ids = list(set(person_ids))
+    if not ids:
+        return {}
+    rows = await session.execute(select(Person).where(Person.id.in_(ids)))
+    return {p.id: p for p in rows.scalars()}
 
 
 async def birth_dates(session: AsyncSession, person_ids: Iterable[int]) -> dict[int, date | None]:
