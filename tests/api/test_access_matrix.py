@@ -107,6 +107,28 @@ CALLS = [
         Permission.rejections_replay,
     ),
     Call(
+        "list organisations",
+        "GET",
+        "/v1/organisations",
+        Permission.organisations_manage,
+        owned=False,
+    ),
+    Call(
+        "create organisation",
+        "POST",
+        "/v1/organisations",
+        Permission.organisations_manage,
+        lambda org: {"id": f"made-by-{org}", "name": "New", "kind": "operator"},
+        owned=False,
+    ),
+    Call(
+        "create client",
+        "POST",
+        "/v1/organisations/test-hospital/clients",
+        Permission.organisations_manage,
+        owned=False,
+    ),
+    Call(
         "undeliverable",
         "GET",
         "/v1/operator/undeliverable-alerts",

@@ -30,6 +30,7 @@ from tests.factories import (
 from lookout.alerts.models import Alert
 from lookout.db import create_engine, session_factory
 from lookout.household.models import Household
+from lookout.identity.models import PersonIdentifier
 from lookout.rules.replay import replay
 
 members = st.lists(st.one_of(st.none(), st.integers(0, 70)), min_size=1, max_size=4)
@@ -64,7 +65,10 @@ def scenarios(draw: st.DrawFn) -> list[dict[str, Any]]:
     return events
 
 
-async def _run(infra: Infra, batches: list[list[dict[str, Any]]]) -> set[tuple[str, str, str]]:
+Alerts = set[tuple[str, str, str, frozenset[str]]]
+
+
+async def _run(infra: Infra, batches: list[list[dict[str, Any]]]) -> Alerts:
     name = f"p_{secrets.token_hex(5)}"
     admin = await asyncpg.connect(infra.server_url)
     await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE}"')
@@ -78,13 +82,22 @@ async def _run(infra: Infra, batches: list[list[dict[str, Any]]]) -> set[tuple[s
             assert result.rejections == []
         async with sessions() as session:
             rows = await session.execute(
-                select(Alert.rule_id, Household.uprn, Alert.recipient_key).join(
+                select(Alert.rule_id, Household.uprn, Alert.recipient_key, Alert.children).join(
                     Household, Household.id == Alert.household_id
                 )
             )
-            found = [tuple(r) for r in rows]
-        assert len(found) == len(set(found)), "an alert was raised twice"
-        return set(found)  # type: ignore[arg-type]
+            identifiers = await session.execute(
+                select(PersonIdentifier.person_id, PersonIdentifier.value).where(
+                    PersonIdentifier.scheme == "nhs_number"
+                )
+            )
+            nhs = dict(identifiers)
+            found = [
+                (rule, uprn, key, frozenset(f"nhs_number:{nhs[c]}" for c in children))
+                for rule, uprn, key, children in rows
+            ]
+        assert len({f[:3] for f in found}) == len(found), "an alert was raised twice"
+        return set(found)
     finally:
         await engine.dispose()
         await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
@@ -106,7 +119,7 @@ def test_same_alerts_in_any_order_and_batching(
         if shuffled[a:b]
     ]
     expected = {
-        (a.rule_id, a.household[0], a.recipient_key)
+        (a.rule_id, a.household[0], a.recipient_key, a.children)
         for a in replay(events, pipeline_config().rules, now=NOW)
     }
     assert asyncio.run(_run(infra, batches)) == expected

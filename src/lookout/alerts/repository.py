@@ -89,6 +89,26 @@ async def suppressed_by_closed(
     return bool(result.scalar_one())
 
 
+async def add_children(
+    session: AsyncSession, alert_id: uuid.UUID, children: Sequence[int], explanation: dict[str, Any]
+) -> bool:
+    """Add children a later evaluation found (a child who moved in, a late residence) to an
+    open alert, with that evaluation's explanation; children are never removed. The
+    household lock the pipeline holds makes this read-modify-write safe."""
+    current = (
+        await session.execute(select(Alert.children).where(Alert.id == alert_id))
+    ).scalar_one()
+    merged = sorted(set(current) | set(children))
+    if merged == sorted(current):
+        return False
+    await session.execute(
+        update(Alert)
+        .where(Alert.id == alert_id)
+        .values(children=merged, explanation=explanation, updated_at=func.now())
+    )
+    return True
+
+
 async def add_evidence(
     session: AsyncSession, alert_id: uuid.UUID, event_pk: int, role: str
 ) -> bool:

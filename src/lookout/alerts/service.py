@@ -99,6 +99,7 @@ async def apply(
             alert_id = await repository.open_alert_id(session, *key)
             if alert_id is None:
                 continue
+        await repository.add_children(session, alert_id, candidate.children, candidate.explanation)
         if await repository.add_evidence(session, alert_id, event.event_pk, "match"):
             metrics.ALERT_EVIDENCE_ADDED.labels(rule.id).inc()
             audit.append(

@@ -29,6 +29,7 @@ from lookout.identity.endpoints import router as identity_router
 from lookout.ingest.catalogue import Catalogue
 from lookout.ingest.endpoints import router as publishers_router
 from lookout.logging import safe_error
+from lookout.orgs.admin_endpoints import router as admin_router
 from lookout.orgs.endpoints import router as token_router
 from lookout.settings import Settings
 
@@ -125,6 +126,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.include_router(health_router)
     app.include_router(token_router)
+    app.include_router(admin_router)
     app.include_router(stream_router)  # before /v1/alerts/{alert_id}
     app.include_router(alerts_router)
     app.include_router(audit_router)
