@@ -12,7 +12,9 @@ from datetime import datetime
 
 from lookout import kafka
 from lookout.alerts import repository as alerts_repository
+from lookout.audit import repository as audit_repository
 from lookout.db import create_engine, session_factory
+from lookout.delivery import repository as delivery_repository
 from lookout.ingest import repository as ingest
 from lookout.settings import Settings
 
@@ -26,6 +28,8 @@ class Status:
     last_event_by_source: list[tuple[str, datetime]] = field(default_factory=list)
     open_alerts: dict[str, int] = field(default_factory=dict)
     undeliverable: int = 0
+    webhooks_disabled: int = 0
+    last_checkpoint: tuple[int, datetime] | None = None  # (seq, signed at)
 
 
 async def gather(settings: Settings) -> Status:
@@ -41,6 +45,10 @@ async def gather(settings: Settings) -> Status:
             for severity, _, n in await alerts_repository.open_alert_counts(session):
                 status.open_alerts[severity] = status.open_alerts.get(severity, 0) + n
             status.undeliverable = await alerts_repository.undeliverable_count(session)
+            status.webhooks_disabled = await delivery_repository.disabled_count(session)
+            checkpoint = await audit_repository.last_checkpoint(session)
+            if checkpoint is not None:
+                status.last_checkpoint = (checkpoint.seq, checkpoint.created_at)
     finally:
         await engine.dispose()
     current = {
@@ -69,6 +77,12 @@ def render(status: Status, settings: Settings) -> str:
         + (", ".join(f"{k} {v}" for k, v in sorted(status.open_alerts.items())) or "none")
         + f"  (undeliverable: {status.undeliverable})"
     )
+    lines.append(f"webhook subscriptions disabled: {status.webhooks_disabled}")
+    if status.last_checkpoint is None:
+        lines.append("last audit checkpoint: none yet (is `lookout sealer` running?)")
+    else:
+        seq, at = status.last_checkpoint
+        lines.append(f"last audit checkpoint: seq {seq} at {at:%Y-%m-%d %H:%M:%S %Z}")
     lines += ["", "last event accepted per source:"]
     for source, at in status.last_event_by_source:
         lines.append(f"  {at:%Y-%m-%d %H:%M:%S %Z}  {source}")

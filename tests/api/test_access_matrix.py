@@ -106,6 +106,7 @@ CALLS = [
         "/v1/rejections/{rejection}/replay",
         Permission.rejections_replay,
     ),
+    Call("read audit trail", "GET", "/v1/audit", Permission.audit_read, owned=False),
     Call(
         "list organisations",
         "GET",

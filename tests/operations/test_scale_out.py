@@ -122,6 +122,8 @@ async def test_three_workers_split_the_load_with_the_same_results(
         assert status.returncode == 0
         assert "total lag: 0" in screen
         assert "open alerts: high 20" in screen
+        assert "webhook subscriptions disabled: 0" in screen
+        assert "last audit checkpoint: none yet" in screen  # no sealer in this test
     finally:
         await http.aclose()
         for w in workers:
