@@ -156,6 +156,15 @@ async def test_every_alert_arrives_signed_after_the_receiver_was_down(
     # Retries keep the webhook-id, so the receiver can deduplicate.
     delivered = [a for a in log if a["outcome"] == "delivered"]
     assert len({a["message_id"] for a in delivered}) == 6
+    async with sessions() as session:
+        audited = (
+            await session.execute(
+                select(AuditRecord.object_id).where(
+                    AuditRecord.action == "dispatcher:webhook:delivered"
+                )
+            )
+        ).scalars()
+        assert set(audited) == {str(a["message_id"]) for a in delivered}  # each delivery audited
 
 
 async def _has(http: httpx.AsyncClient, headers: dict[str, str], sub: str, outcome: str) -> bool:

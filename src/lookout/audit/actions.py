@@ -52,6 +52,7 @@ class Action(StrEnum):
     subscription_created = "api:subscription:created"
     subscription_deleted = "api:subscription:deleted"
     subscription_read = "api:subscription:read"
+    webhook_delivered = "dispatcher:webhook:delivered"
     subscription_disabled = "dispatcher:subscription:disabled"
     rejection_listed = "api:rejection:listed"
     rejection_replayed = "operator:rejection:replayed"

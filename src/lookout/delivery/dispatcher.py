@@ -144,11 +144,23 @@ class Dispatcher:
         now = datetime.now(UTC)
         schedule = self.settings.webhook_retry_schedule_s
         disabled: set[uuid.UUID] = set()
+        delivered: list[Entry] = []
         for (message, subscription), result in zip(due, results, strict=True):
             message.attempts += 1
             outcome = result.outcome
             if outcome == "delivered":
                 message.status, message.delivered_at = MessageStatus.delivered, now
+                delivered.append(
+                    Entry(
+                        Action.webhook_delivered,
+                        "webhook_message",
+                        str(message.id),
+                        details={
+                            "subscription": str(subscription.id),
+                            "org_id": subscription.org_id,
+                        },
+                    )
+                )
             elif outcome == "gone":
                 message.status = MessageStatus.failed
                 disabled.add(subscription.id)
@@ -176,6 +188,7 @@ class Dispatcher:
                     "duration_ms": result.duration_ms,
                 },
             )
+        await record(session, DISPATCHER, delivered)
         await session.flush()
         return len(due)
 
