@@ -91,7 +91,7 @@ async def _run(infra: Infra, batches: list[list[dict[str, Any]]]) -> Alerts:
                     PersonIdentifier.scheme == "nhs_number"
                 )
             )
-            nhs = dict(identifiers)
+            nhs = dict(identifiers.tuples().all())
             found = [
                 (rule, uprn, key, frozenset(f"nhs_number:{nhs[c]}" for c in children))
                 for rule, uprn, key, children in rows

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from enum import StrEnum
+from typing import Any
 
 from fastapi import Request
 
@@ -50,6 +51,13 @@ PERMISSIONS: Mapping[str, frozenset[Permission]] = {
         }
     ),
     OrgKind.auditor: frozenset({Permission.audit_read}),
+}
+
+
+# What every endpoint guarded by ``require`` may answer besides its own responses.
+DENIED_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No or expired access token"},
+    403: {"description": "Your organisation's kind may not do this"},
 }
 
 

@@ -9,14 +9,14 @@ from fastapi import APIRouter, Depends, Request, status
 from pydantic import BaseModel, Field
 
 from lookout.api.deps import SessionDep, request_id
-from lookout.api.permissions import Permission, require
+from lookout.api.permissions import DENIED_RESPONSES, Permission, require
 from lookout.audit.service import Actor
 from lookout.errors import NotFound
 from lookout.orgs import repository, service
 from lookout.orgs.models import OrgKind
 from lookout.orgs.security import Principal
 
-router = APIRouter(prefix="/v1", tags=["organisations"])
+router = APIRouter(prefix="/v1", tags=["organisations"], responses=DENIED_RESPONSES)
 Operator = Annotated[Principal, Depends(require(Permission.organisations_manage))]
 
 
