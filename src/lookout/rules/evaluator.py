@@ -72,8 +72,17 @@ def _subject_matches(spec: SubjectSpec, age: int | None) -> bool:
     return _age_matches(age, spec.age_at_least, spec.age_under, spec.unknown_age)
 
 
+def _flag_holders(member: Member | None, kinds: Sequence[str]) -> set[str]:
+    """The local authorities holding any of ``kinds`` for this member (empty: none held)."""
+    if member is None:
+        return set()
+    return {f.la_code for f in member.flag_details if f.kind in kinds}
+
+
 def _member_matches(spec: MemberSpec, member: Member, subject_id: int | None) -> bool:
     if spec.exclude_subject and member.person_id == subject_id:
+        return False
+    if spec.flags_any and not _flag_holders(member, spec.flags_any):
         return False
     return _age_matches(member.age, spec.age_at_least, spec.age_under, spec.unknown_age)
 
@@ -87,6 +96,8 @@ def _member_fact(member: Member, spec: MemberSpec) -> dict[str, Any]:
             fact["note"] = "date of birth unknown: counted as matching"
     if member.joined is not None:
         fact["joined"] = member.joined.isoformat()
+    if member.flag_details:
+        fact["flags"] = [{"kind": f.kind, "held_by": f.la_code} for f in member.flag_details]
     return fact
 
 
@@ -158,6 +169,13 @@ def _evaluate_rule(
         return []
     if not _subject_matches(spec.trigger.subject, event.subject_age):
         return []
+    # Local authorities holding a flag a condition asked for: the plan_la recipients.
+    plan_las: set[str] = set()
+    if spec.trigger.subject.flags_any:
+        subject = household.member(event.subject_person_id or 0)
+        plan_las = _flag_holders(subject, spec.trigger.subject.flags_any)
+        if not plan_las:
+            return []
     if not _holds(rule, rule.condition, event.data):
         return []
     conditions: list[dict[str, Any]] = [
@@ -166,7 +184,8 @@ def _evaluate_rule(
             "description": spec.trigger.description,
             "result": True,
             "events": [_event_fact(event.source, event.event_id, event.type, event.time)],
-            "subject": {"person_id": event.subject_person_id, "age": event.subject_age},
+            "subject": {"person_id": event.subject_person_id, "age": event.subject_age}
+            | ({"flags_held_by": sorted(plan_las)} if plan_las else {}),
         }
     ]
     children: set[int] = set()
@@ -180,6 +199,10 @@ def _evaluate_rule(
             return []
         if condition.member.age_under is not None and condition.member.age_under <= 18:
             children.update(m.person_id for m in matched)
+        if condition.member.flags_any:
+            children.update(m.person_id for m in matched)
+            for m in matched:
+                plan_las |= _flag_holders(m, condition.member.flags_any)
         conditions.append(
             {
                 "id": condition.id,
@@ -214,13 +237,24 @@ def _evaluate_rule(
         "conditions": conditions,
         "lawful_basis": " ".join(spec.lawful_basis.split()),
     }
+    if spec.trigger.subject.flags_any and event.subject_person_id is not None:
+        children.add(event.subject_person_id)
+    las = {
+        la for recipient in spec.recipients for la in _recipient_las(recipient, household, plan_las)
+    }
     return [
         Candidate(
             rule=rule,
             household_id=household.household_id,
-            recipient_key=f"{recipient}:{household.la_code}",
+            recipient_key=f"children_services:{la}",
             children=tuple(sorted(children)),
             explanation=explanation,
         )
-        for recipient in spec.recipients
+        for la in sorted(las)
     ]
+
+
+def _recipient_las(recipient: str, household: HouseholdSnapshot, plan_las: set[str]) -> set[str]:
+    """Whose children's services receive the alert: the household's local authority, or
+    each local authority holding a flag the rule matched."""
+    return {household.la_code} if recipient == "children_services" else set(plan_las)

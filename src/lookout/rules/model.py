@@ -37,10 +37,15 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+FlagKind = Literal["child_protection_plan", "looked_after"]
+
+
 class SubjectSpec(_Strict):
     age_at_least: int | None = Field(default=None, ge=0, le=130)
     age_under: int | None = Field(default=None, ge=0, le=130)
     unknown_age: UnknownAge = UnknownAge.excluded
+    # The subject must hold one of these flags on the event's date (e.g. a protection plan).
+    flags_any: list[FlagKind] = Field(default_factory=list)
 
 
 class TriggerSpec(_Strict):
@@ -55,6 +60,8 @@ class MemberSpec(_Strict):
     age_at_least: int | None = Field(default=None, ge=0, le=130)
     unknown_age: UnknownAge = UnknownAge.counts
     exclude_subject: bool = True
+    # The member must hold one of these flags on the event's date.
+    flags_any: list[FlagKind] = Field(default_factory=list)
 
 
 class HouseholdCondition(_Strict):
@@ -87,7 +94,9 @@ class RuleSpec(_Strict):
     trigger: TriggerSpec
     household: list[HouseholdCondition] = Field(default_factory=list)
     history: list[HistoryCondition] = Field(default_factory=list)
-    recipients: list[Literal["children_services"]] = Field(min_length=1)
+    # children_services: of the household's local authority; plan_la: of each local
+    # authority holding a flag that a flags_any condition matched.
+    recipients: list[Literal["children_services", "plan_la"]] = Field(min_length=1)
     cooldown_days: int = Field(default=0, ge=0)
     summary: str = Field(max_length=500)
     lawful_basis: str

@@ -16,8 +16,8 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from lookout.household.service import residence_intervals
-from lookout.household.snapshot import HouseholdSnapshot, Member, age_on
+from lookout.household.service import FLAG_TYPES, flag_periods, residence_intervals
+from lookout.household.snapshot import FlagFact, HouseholdSnapshot, Member, age_on
 from lookout.identity.service import LOCAL, NATIONAL
 from lookout.ingest.validation import person_refs
 from lookout.rules.evaluator import Candidate, HistoryEvent, TriggerEvent, evaluate
@@ -87,6 +87,7 @@ def replay(
     subject_of: dict[int, int | None] = {}
     household_of: dict[int, int | None] = {}
     residence_facts: dict[int, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
+    flag_facts: dict[int, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
     for pk, e in enumerate(ordered, 1):
         refs = [
             (role, graph.person(e["source"], p)) for _, role, p in person_refs(e["type"], e["data"])
@@ -103,12 +104,44 @@ def replay(
                 "keeps_previous": bool(e["data"].get("keeps_previous", False)),
             }
             residence_facts[subject_id].append((pk, fact))
+        if e["type"] in FLAG_TYPES and subject_id is not None:
+            flag_facts[subject_id].append(
+                (
+                    pk,
+                    {
+                        "flag": FLAG_TYPES[e["type"]],
+                        "la_code": e["data"]["la_code"],
+                        "change": e["data"]["change"],
+                        "date": e["data"]["date"],
+                    },
+                )
+            )
     intervals = [i for p, facts in residence_facts.items() for i in residence_intervals(p, facts)]
+
+    flags = {p: flag_periods(p, facts) for p, facts in flag_facts.items()}
+
+    def flags_on(person: int, on: date) -> tuple[FlagFact, ...]:
+        return tuple(
+            FlagFact(f.kind, f.holder or "", f.valid_from)
+            for f in flags.get(person, ())
+            if (f.valid_from is None or f.valid_from <= on)
+            and (f.valid_to is None or f.valid_to > on)
+        )
+
+    def member(person: int, joined: date | None, on: date) -> Member:
+        held = flags_on(person, on)
+        return Member(
+            person,
+            age_on(graph.births.get(person), on),
+            joined,
+            flags=frozenset(f.kind for f in held),
+            flag_details=held,
+        )
 
     def residents(household: int, on: date) -> list[Member]:
         return sorted(
             (
-                Member(i.person_id, age_on(graph.births.get(i.person_id), on), i.valid_from)
+                member(i.person_id, i.valid_from, on)
                 for i in intervals
                 if i.household_id == household
                 and (i.valid_from is None or i.valid_from <= on)

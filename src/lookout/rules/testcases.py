@@ -41,6 +41,8 @@ class EventSpec(_Strict):
 class Expected(_Strict):
     household: str
     recipient: str = "children_services"
+    # The recipient's local authority when it is not the household's (a plan held elsewhere).
+    la_code: str | None = None
     children: list[str] = Field(default_factory=list)
 
 
@@ -135,7 +137,7 @@ def expected_set(file: CaseFile, case: Case) -> frozenset[tuple[str, str, frozen
     out = set()
     for e in case.expect:
         address = file.addresses[e.household]
-        recipient = f"{e.recipient}:{address['la_code']}"
+        recipient = f"{e.recipient}:{e.la_code or address['la_code']}"
         out.add((address["uprn"], recipient, frozenset(keys.get(c, c) for c in e.children)))
     return frozenset(out)
 
