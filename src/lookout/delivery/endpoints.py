@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from lookout.api.deps import PrincipalDep, SessionDep, SettingsDep, request_id
-from lookout.api.permissions import Permission, require
+from lookout.api.permissions import DENIED_RESPONSES, Permission, require
 from lookout.audit.actions import Action
 from lookout.audit.service import Actor, Entry, record
 from lookout.delivery import repository, service
@@ -41,10 +41,7 @@ from lookout.orgs.security import Principal
 stream_router = APIRouter(prefix="/v1/alerts", tags=["delivery"])
 router = APIRouter(prefix="/v1/subscriptions", tags=["delivery"])
 
-_COMMON: dict[int | str, dict[str, Any]] = {
-    401: {"description": "No or expired access token"},
-    403: {"description": "Your organisation's kind may not do this"},
-}
+_COMMON = DENIED_RESPONSES
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such subscription for your organisation"}
 }

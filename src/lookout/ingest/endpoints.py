@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 
 from lookout import metrics
 from lookout.api.deps import ActorDep, PrincipalDep, SessionDep, SettingsDep
-from lookout.api.permissions import Permission, allowed, require
+from lookout.api.permissions import DENIED_RESPONSES, Permission, allowed, require
 from lookout.audit.actions import Action
 from lookout.audit.service import Entry, record
 from lookout.errors import LookoutError, NotFound
@@ -60,8 +60,7 @@ class IngestResult(BaseModel):
 
 _COMMON: dict[int | str, dict[str, Any]] = {
     400: {"description": "Missing X-Lookout-End-User / X-Lookout-Purpose, or not JSON"},
-    401: {"description": "No or expired access token"},
-    403: {"description": "Your organisation's kind may not do this"},
+    **DENIED_RESPONSES,
 }
 
 
