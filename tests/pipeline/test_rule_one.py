@@ -318,3 +318,23 @@ async def test_a_worker_that_lost_its_partition_cannot_commit(
             )
         ).scalar_one()
     assert events == 2  # ours' first batch and theirs; not the fenced one
+
+
+async def test_a_child_found_later_is_added_to_the_open_alert(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The second child's residence arrives after the alert was raised: the alert names
+    both children, as it would had the events come in the other order."""
+    await register_orgs(sessions)
+    mother, child1, child2 = family()
+    since = years_before(NOW, 1)
+    feeder = Feeder(sessions)
+    await feeder.feed([moved_in(mother, since), moved_in(child1, since), ed_attendance(mother)])
+    [first] = await alerts(sessions)
+    await feeder.feed([moved_in(child2, since)])
+    [alert] = await alerts(sessions)
+    assert alert.id == first.id
+    assert len(alert.children) == 2
+    assert len(first.children) == 1
+    members = {c["id"]: c for c in alert.explanation["conditions"]}["child_in_household"]["members"]
+    assert len(members) == 2

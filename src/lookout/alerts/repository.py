@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy import Select, and_, case, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -89,24 +90,38 @@ async def suppressed_by_closed(
     return bool(result.scalar_one())
 
 
+_ADD_CHILDREN = text(
+    """
+    UPDATE alerts
+    SET children = (
+            SELECT jsonb_agg(DISTINCT c ORDER BY c)
+            FROM jsonb_array_elements(alerts.children || CAST(:new AS jsonb)) AS c
+        ),
+        explanation = CAST(:explanation AS jsonb),
+        updated_at = now()
+    WHERE id = :id AND NOT alerts.children @> CAST(:new AS jsonb)
+    RETURNING id
+    """
+)
+
+
 async def add_children(
     session: AsyncSession, alert_id: uuid.UUID, children: Sequence[int], explanation: dict[str, Any]
 ) -> bool:
     """Add children a later evaluation found (a child who moved in, a late residence) to an
-    open alert, with that evaluation's explanation; children are never removed. The
-    household lock the pipeline holds makes this read-modify-write safe."""
-    current = (
-        await session.execute(select(Alert.children).where(Alert.id == alert_id))
-    ).scalar_one()
-    merged = sorted(set(current) | set(children))
-    if merged == sorted(current):
+    open alert, with that evaluation's explanation; children are never removed. One
+    statement, and a no-op when the alert already names them all (the usual case)."""
+    if not children:
         return False
-    await session.execute(
-        update(Alert)
-        .where(Alert.id == alert_id)
-        .values(children=merged, explanation=explanation, updated_at=func.now())
+    result = await session.execute(
+        _ADD_CHILDREN,
+        {
+            "id": alert_id,
+            "new": orjson.dumps(sorted(set(children))).decode(),
+            "explanation": orjson.dumps(explanation).decode(),
+        },
     )
-    return True
+    return result.scalar_one_or_none() is not None
 
 
 async def add_evidence(
