@@ -13,7 +13,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 WORKERS ?= 1
 
-.PHONY: help setup run test lint fmt demo bench migrate clean
+.PHONY: help setup run test lint fmt demo bench faults migrate clean
 
 help: ## List the targets
 	@echo "Usage: make <target>   (WORKERS=N make run for N worker processes)"
@@ -60,6 +60,9 @@ bench: setup ## Run the benchmarks
 		echo "benchmarks are not written yet (see issue: Benchmarks)" >&2; \
 		exit 1; \
 	fi
+
+faults: setup ## Fault harness, long form: 50,000 events, 20+ worker kills, outages; checks vs the oracle
+	$(BIN)/python -m benchmarks.faults --events 50000 --kills 24 --seed 7 --results
 
 migrate: setup ## Apply database migrations (LOOKOUT_DATABASE_URL or the running stack)
 	$(BIN)/lookout migrate
