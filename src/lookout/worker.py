@@ -95,6 +95,9 @@ class Worker:
         # Partitions whose stored offset is beyond the log end, with that offset: they stay
         # paused until an operator moves the stored offset (``lookout offsets resume``).
         self.stopped: dict[tuple[str, int], int] = {}
+        # Bumped each time a partition is assigned or revoked: a batch that was running
+        # meanwhile must not write its idea of the position over the new owner's.
+        self.assignments: dict[tuple[str, int], int] = {}
 
     @property
     def config(self) -> PipelineConfig:
@@ -269,6 +272,7 @@ class Worker:
         self, messages: Sequence[Message], ranges: dict[tuple[str, int], tuple[int, int]]
     ) -> None:
         delay = 0.2
+        generation = {key: self.assignments.get(key, 0) for key in ranges}
         while True:
             started = asyncio.get_running_loop().time()
             try:
@@ -294,7 +298,10 @@ class Worker:
                 continue
             break
         for key, (_, last) in ranges.items():
-            self.positions[key] = Position(self.config.cluster_id, last + 1)
+            # Revoked (or revoked and assigned again) while the batch ran: the listener has
+            # dropped or re-read the stored position; keep what it did.
+            if self.assignments.get(key, 0) == generation[key]:
+                self.positions[key] = Position(self.config.cluster_id, last + 1)
         now = datetime.now(UTC)
         for raised in result.alerts:
             metrics.EVENT_TO_ALERT_SECONDS.observe((now - raised.trigger_time).total_seconds())
@@ -494,6 +501,9 @@ class Worker:
                         ],
                     )
         self.positions[(tp.topic, tp.partition)] = stored
+        self.assignments[(tp.topic, tp.partition)] = (
+            self.assignments.get((tp.topic, tp.partition), 0) + 1
+        )
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         # Retried here: aiokafka only logs a listener's exception, and a partition left
@@ -510,6 +520,8 @@ class Worker:
 
     def on_revoked(self, revoked: set[TopicPartition]) -> None:
         for tp in revoked:
+            key = (tp.topic, tp.partition)
+            self.assignments[key] = self.assignments.get(key, 0) + 1
             self.positions.pop((tp.topic, tp.partition), None)
             self.stopped.pop((tp.topic, tp.partition), None)
             for gauge in (metrics.CONSUMER_LAG, metrics.PARTITION_STOPPED):
