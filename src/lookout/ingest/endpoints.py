@@ -27,7 +27,7 @@ from lookout.audit.service import Entry, record
 from lookout.errors import LookoutError
 from lookout.ingest import rejections
 from lookout.ingest.catalogue import Catalogue
-from lookout.ingest.validation import Invalid, Reason, validate_document
+from lookout.ingest.validation import TOO_DEEP, Invalid, Reason, Valid, validate_document
 from lookout.orgs import repository as orgs
 
 router = APIRouter(prefix="/v1", tags=["publishers"])
@@ -127,17 +127,23 @@ async def publish_events(
     results: list[EventResult] = []
     to_send: list[tuple[bytes, bytes]] = []
     for index, event in enumerate(events):
-        raw = orjson.dumps(event)
-        outcome = (
-            Invalid(Reason.too_large, f"the event is over {settings.max_event_bytes} bytes")
-            if len(raw) > settings.max_event_bytes
-            else validate_document(
-                event,
-                catalogue=catalogue,
-                now=now,
-                max_skew=timedelta(seconds=settings.max_future_skew_s),
+        outcome: Valid | Invalid
+        try:
+            raw = orjson.dumps(event)
+        except orjson.JSONEncodeError:  # found by the fuzz test: it was a 500
+            raw, outcome = b"", Invalid(Reason.invalid_envelope, TOO_DEEP)
+        else:
+            outcome = (
+                Invalid(Reason.too_large, f"the event is over {settings.max_event_bytes} bytes")
+                if len(raw) > settings.max_event_bytes
+                else validate_document(
+                    event,
+                    catalogue=catalogue,
+                    now=now,
+                    max_skew=timedelta(seconds=settings.max_future_skew_s),
+                    raw=raw,
+                )
             )
-        )
         if not isinstance(outcome, Invalid) and outcome.event.source != own_source:
             outcome = Invalid(
                 Reason.unknown_source,
