@@ -13,7 +13,7 @@ import sys
 
 from lookout.settings import PROJECT_ROOT
 
-SHORT_FORM = ["--events", "1200", "--kills", "3", "--seed", "11", "--batch", "100"]
+SHORT_FORM = ["--events", "1000", "--kills", "3", "--seed", "11", "--batch", "100"]
 
 
 def test_short_form_finds_nothing_lost_and_nothing_doubled() -> None:
