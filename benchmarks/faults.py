@@ -477,7 +477,7 @@ class Harness:
             w.committed.clear()
             w.kill_on_commit = True
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(w.committed.wait(), timeout=20)
+                await asyncio.wait_for(w.committed.wait(), timeout=8)
             if w.proc.returncode is None and w.kill_on_commit:  # no commit seen: kill anyway
                 w.kill_on_commit = False
                 w.expected_exit = True

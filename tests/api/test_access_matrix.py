@@ -7,7 +7,7 @@ organisations: list endpoints only ever show the caller's own objects."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -213,7 +213,7 @@ async def test_no_endpoint_crosses_organisations_or_kinds(
                     }
                 ],
             )
-    objects: dict[str, dict[str | None, uuid.UUID]] = {
+    objects: dict[str, Mapping[str | None, uuid.UUID | int]] = {
         "alert": dict(alerts),
         "subscription": subscriptions,
         "rejection": rejections,
