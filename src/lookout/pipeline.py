@@ -38,7 +38,7 @@ from lookout.ingest import repository as ingest
 from lookout.ingest.catalogue import Catalogue
 from lookout.ingest.repository import Position, StoredEvent
 from lookout.ingest.validation import Invalid, Reason, Valid, person_refs, validate
-from lookout.rules.evaluator import Candidate, HistoryEvent, TriggerEvent, evaluate
+from lookout.rules.evaluator import Candidate, HistoryEvent, NamedPerson, TriggerEvent, evaluate
 from lookout.rules.model import Rule
 
 RESIDENCE = "uk.lookout.person.residence.v1"
@@ -304,6 +304,7 @@ async def process_batch(
             i.valid.event.data,
             i.subject_person_id,
             i.household_id,
+            tuple(i.persons),
         )
         for i in fresh
         if i.valid.event.type in config.trigger_types
@@ -313,7 +314,8 @@ async def process_batch(
     for stored in await _trigger_events_in(session, config, touched, since):
         to_evaluate.setdefault(stored.pk, stored)
     # A late event that a history window counts re-evaluates the trigger events that
-    # followed it in the same household(s), within the window.
+    # followed it in the same household(s), within the window: the households its subject
+    # ever lived in, and the one at whose address it happened (a police incident).
     late = [
         i for i in fresh if i.valid.event.type in config.history_types and i.retracted_by is None
     ]
@@ -321,6 +323,7 @@ async def process_batch(
         earliest = max(since, min(i.valid.event.time for i in late))
         subjects = {i.subject_person_id for i in late if i.subject_person_id}
         homes = await household_repository.households_ever(session, subjects)
+        homes |= {i.household_id for i in late if i.household_id}
         residents = await household_repository.members_ever(session, homes) | subjects
         until = max(i.valid.event.time for i in late) + config.history_window
         for stored in await ingest.events_of(
@@ -328,9 +331,10 @@ async def process_batch(
         ):
             to_evaluate.setdefault(stored.pk, stored)
     if to_evaluate:
-        result.alerts = await _evaluate(
+        result.alerts, falsified = await _evaluate(
             session, config, list(to_evaluate.values()), touched, audit, now + config.review_after
         )
+        changes.extend(falsified)
 
     # 9. Number the new alerts per organisation and write the delivery outbox (last of the
     # writes: it locks each recipient's counter row until commit).
@@ -392,10 +396,10 @@ async def reevaluate(
     events = await _trigger_events_in(session, config, touched, since)
     if not events:
         return []
-    raised = await _evaluate(
+    raised, changes = await _evaluate(
         session, config, events, touched, audit, config.clock() + config.review_after
     )
-    await alerts.publish(session, raised)
+    await alerts.publish(session, raised, changes)
     return raised
 
 
@@ -406,7 +410,10 @@ async def _evaluate(
     touched: set[int],
     audit: list[Entry],
     review_by: datetime,
-) -> list[alerts.Raised]:
+) -> tuple[list[alerts.Raised], list[alerts.Change]]:
+    """Evaluate every rule on these events; raise the alerts they imply, and mark for
+    review the alerts that these events supported but no longer do (a late fact made
+    their conditions false)."""
     local_dates = [e.time.astimezone(config.timezone).date() for e in events]
     subject_households = await household_repository.households_of(
         session, [(e.subject_person_id or 0, d) for e, d in zip(events, local_dates, strict=True)]
@@ -416,11 +423,14 @@ async def _evaluate(
         for household_id in {event.household_id} if event.household_id else set(found):
             targets.append((event, on, household_id))
     await _lock(session, _HOUSEHOLD_LOCK, touched | {h for _, _, h in targets})
+    named = {e.pk: _named(e) for e in events}
     births = await identity_repository.birth_dates(
-        session, (e.subject_person_id for e in events if e.subject_person_id)
+        session,
+        {e.subject_person_id for e in events if e.subject_person_id}
+        | {p for found in named.values() for _, p in found},
     )
     snapshots = await household.snapshots(session, [(h, on) for _, on, h in targets])
-    history = await _history(session, config, events, snapshots)
+    history, at_address = await _history(session, config, events, snapshots)
     matches: list[tuple[TriggerEvent, Candidate]] = []
     for (event, on, _), snapshot in zip(targets, snapshots, strict=True):
         trigger = TriggerEvent(
@@ -432,14 +442,31 @@ async def _evaluate(
             data=event.data,
             subject_person_id=event.subject_person_id,
             subject_age=age_on(births.get(event.subject_person_id or 0), on),
+            named=tuple(NamedPerson(r, p, age_on(births.get(p), on)) for r, p in named[event.pk]),
         )
         for rule in config.rules:
             if event.type in rule.spec.trigger.types:
                 metrics.RULE_EVALUATIONS.labels(rule.id, rule.version[:12]).inc()
         persons = {m.person_id for m in snapshot.members} | {event.subject_person_id or 0}
         past = [h for p in persons for h in history.get(p, ())]
+        past += [h for h in at_address.get(snapshot.household_id, ()) if h.person_id not in persons]
         matches.extend((trigger, c) for c in evaluate(config.rules, trigger, snapshot, past))
-    return await alerts.apply(session, matches, audit, review_by=review_by)
+    falsified = await alerts.review_unsupported(
+        session,
+        {e.pk for e in events},
+        {(t.event_pk, c.rule.id, c.household_id, c.recipient_key) for t, c in matches},
+        {r.id for r in config.rules},
+        audit,
+    )
+    return await alerts.apply(session, matches, audit, review_by=review_by), falsified
+
+
+def _named(event: StoredEvent) -> list[tuple[str, int]]:
+    """(role, person id) of each person the event names other than its subject."""
+    roles = [role for _, role, _ in person_refs(event.type, event.data)]
+    if len(roles) != len(event.persons):
+        return []
+    return [(r, p) for r, p in zip(roles, event.persons, strict=True) if r != "subject"]
 
 
 async def _history(
@@ -447,26 +474,38 @@ async def _history(
     config: PipelineConfig,
     events: Sequence[StoredEvent],
     snapshots: Sequence[HouseholdSnapshot],
-) -> dict[int, list[HistoryEvent]]:
-    """One read for the whole batch: the history-window events of every person concerned,
-    over the longest window any rule uses."""
+) -> tuple[dict[int, list[HistoryEvent]], dict[int, list[HistoryEvent]]]:
+    """One read for the whole batch: the history-window events of every person concerned
+    and those recorded at the address of every household concerned (a police incident
+    names no subject), over the longest window any rule uses. Returns them by person and
+    by household."""
     if not config.history_window or not events:
-        return {}
+        return {}, {}
     persons = {m.person_id for s in snapshots for m in s.members}
     persons |= {e.subject_person_id for e in events if e.subject_person_id}
+    homes = {s.household_id for s in snapshots}
     start = min(e.time for e in events) - config.history_window
     found = await ingest.events_of(
-        session, persons, config.history_types, start, max(e.time for e in events)
+        session, persons, config.history_types, start, max(e.time for e in events), homes
     )
     by_person: dict[int, list[HistoryEvent]] = defaultdict(list)
+    by_household: dict[int, list[HistoryEvent]] = defaultdict(list)
     for e in found:
+        past = HistoryEvent(
+            e.pk,
+            e.subject_person_id,
+            e.source,
+            e.event_id,
+            e.type,
+            e.time,
+            e.data,
+            e.household_id,
+        )
         if e.subject_person_id is not None:
-            by_person[e.subject_person_id].append(
-                HistoryEvent(
-                    e.pk, e.subject_person_id, e.source, e.event_id, e.type, e.time, e.data
-                )
-            )
-    return by_person
+            by_person[e.subject_person_id].append(past)
+        if e.household_id is not None:
+            by_household[e.household_id].append(past)
+    return by_person, by_household
 
 
 async def _advance_offsets(
