@@ -379,11 +379,14 @@ async def process_batch(
 async def _trigger_events_in(
     session: AsyncSession, config: PipelineConfig, households: set[int], since: datetime
 ) -> list[StoredEvent]:
-    """The trigger events (within the horizon) of everyone who ever lived in these households."""
+    """The trigger events (within the horizon) of everyone who ever lived in these
+    households, and those recorded at their addresses (a police incident)."""
     if not households:
         return []
     residents = await household_repository.members_ever(session, households)
-    return await ingest.events_of(session, residents, config.trigger_types, since)
+    return await ingest.events_of(
+        session, residents, config.trigger_types, since, household_ids=households
+    )
 
 
 async def reevaluate(

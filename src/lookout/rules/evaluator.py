@@ -303,8 +303,17 @@ def _evaluate_rule(
                 ],
             )
         )
-    if spec.trigger.subject.flags_any and event.subject_person_id is not None:
+    # The subject is one of the children concerned when the rule asks for a flagged subject
+    # or a subject under 18 (a pupil, an infant).
+    subject_is_child = spec.trigger.subject.age_under is not None and (
+        spec.trigger.subject.age_under <= 18
+    )
+    if (spec.trigger.subject.flags_any or subject_is_child) and event.subject_person_id:
         match.children.add(event.subject_person_id)
+        if event.subject_person_id not in match.people:
+            match.people[event.subject_person_id] = Member(
+                event.subject_person_id, event.subject_age, None
+            )
     candidates = []
     for recipient in dict.fromkeys(spec.recipients):
         for key, children in _recipients(recipient, household, match):
