@@ -433,6 +433,14 @@ async def _evaluate(
         | {p for found in named.values() for _, p in found},
     )
     snapshots = await household.snapshots(session, [(h, on) for _, on, h in targets])
+    # The schools of the persons the events name (a child present at a police incident
+    # may live elsewhere): one read, only when an event names persons.
+    named_on = sorted(
+        {(p, on) for e, on in zip(events, local_dates, strict=True) for _, p in named[e.pk]}
+    )
+    schools = dict(
+        zip(named_on, await household_repository.schools_on(session, named_on), strict=True)
+    )
     history, at_address = await _history(session, config, events, snapshots)
     matches: list[tuple[TriggerEvent, Candidate]] = []
     for (event, on, _), snapshot in zip(targets, snapshots, strict=True):
@@ -445,7 +453,10 @@ async def _evaluate(
             data=event.data,
             subject_person_id=event.subject_person_id,
             subject_age=age_on(births.get(event.subject_person_id or 0), on),
-            named=tuple(NamedPerson(r, p, age_on(births.get(p), on)) for r, p in named[event.pk]),
+            named=tuple(
+                NamedPerson(r, p, age_on(births.get(p), on), schools.get((p, on)))
+                for r, p in named[event.pk]
+            ),
         )
         for rule in config.rules:
             if event.type in rule.spec.trigger.types:

@@ -28,6 +28,7 @@ class NamedPerson:
     role: str
     person_id: int
     age: int | None
+    school_urn: str | None = None  # their school on the event's date, if Lookout knows it
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,7 +241,7 @@ def _evaluate_rule(
     named_roles: dict[int, str] = {}
     for n in event.named:
         named_roles.setdefault(n.person_id, n.role)
-        people.setdefault(n.person_id, Member(n.person_id, n.age, None))
+        people.setdefault(n.person_id, Member(n.person_id, n.age, None, school_urn=n.school_urn))
     relations = (
         household.relationships_to(event.subject_person_id)
         if event.subject_person_id is not None

@@ -271,7 +271,8 @@ def replay(
             subject,
             age_on(graph.births.get(subject or 0), on),
             tuple(
-                NamedPerson(role, p, age_on(graph.births.get(p), on)) for role, p in named_of[pk]
+                NamedPerson(role, p, age_on(graph.births.get(p), on), school_on(p, on))
+                for role, p in named_of[pk]
             ),
         )
         for home in sorted(h for h in homes if h is not None):
