@@ -14,8 +14,8 @@ from tests.factories import (
     ADDRESS,
     NOW,
     OTHER_SCHOOL_URN,
+    POLICE,
     SCHOOL_URN,
-    TEST_ACTOR,
     Feeder,
     client_token,
     enrolment,
@@ -23,17 +23,15 @@ from tests.factories import (
     moved_in,
     person,
     register_every_kind,
+    register_police,
     years_before,
 )
 
 from lookout.alerts.models import Alert
 from lookout.identity.models import PersonIdentifier
-from lookout.orgs import service
-from lookout.orgs.models import OrgKind
 
 pytestmark = pytest.mark.asyncio
 
-POLICE = "urn:lookout:agency:test-police"
 RULE = "domestic-abuse-children"
 
 
@@ -55,15 +53,7 @@ def incident(
 
 async def _setup(sessions: async_sessionmaker[AsyncSession]) -> None:
     await register_every_kind(sessions)
-    async with sessions() as session, session.begin():
-        await service.create_org(
-            session,
-            TEST_ACTOR,
-            org_id="test-police",
-            name="Police",
-            kind=OrgKind.agency,
-            source=POLICE,
-        )
+    await register_police(sessions)
 
 
 async def _person_ids(
