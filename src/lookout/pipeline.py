@@ -81,6 +81,12 @@ class PipelineConfig:
         return frozenset(t for r in self.rules for h in r.spec.history for t in h.types)
 
     @property
+    def uses_relationships(self) -> bool:
+        """Whether any rule asks about relationships (only then does a late relationship
+        re-evaluate its households)."""
+        return any(c.member.relationship_to_subject for r in self.rules for c in r.spec.household)
+
+    @property
     def history_window(self) -> timedelta:
         return timedelta(days=max((r.max_window_days for r in self.rules), default=0))
 
@@ -242,6 +248,13 @@ async def process_batch(
         for i in fresh
         if i.valid.event.type in household.GRAPH_TYPES and i.subject_person_id
     } | resolution.rebuild
+    # Persons whose relationships changed (a relationship both ends of which live in the
+    # household is a fact rules can ask about).
+    related = {
+        i.subject_person_id
+        for i in fresh
+        if i.valid.event.type == RELATIONSHIP and i.retracted_by is None and i.subject_person_id
+    }
     for item in fresh:
         if item.valid.event.type != RETRACTION:
             continue
@@ -257,6 +270,8 @@ async def process_batch(
             rebuild.add(target.subject_person_id)
         if target.type == RELATIONSHIP:
             await household_repository.remove_relationships_of_events(session, [target.event_pk])
+            if target.subject_person_id:
+                related.add(target.subject_person_id)
         affected = await alerts_repository.alerts_with_evidence(session, [target.event_pk])
         changes.extend(
             await alerts.mark_for_review(
@@ -275,6 +290,9 @@ async def process_batch(
 
     # 7. The household graph.
     touched = await household.rebuild_graph(session, rebuild)
+    if related and config.uses_relationships:
+        # A late relationship re-evaluates the households its persons lived in.
+        touched |= await household_repository.households_ever(session, related)
     await household_repository.add_relationships(
         session,
         [
