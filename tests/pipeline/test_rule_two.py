@@ -188,3 +188,29 @@ async def test_a_rule_that_alerts_schools_must_declare_what_they_see() -> None:
     }
     with pytest.raises(RuleError, match="own_pupils"):
         compile_rule(every_child, path=Path("rules/x.yaml"))
+
+
+async def test_a_school_not_registered_by_urn_is_reached_through_its_dsl(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The enrolment names the organisation of the school's designated safeguarding lead
+    (``dsl_org_id``); with no organisation registered for the URN, that one receives it."""
+    await _setup(sessions)
+    mother, leo = person(years_before(NOW, 34)), person(years_before(NOW, 7))
+    since = years_before(NOW, 2)
+    await Feeder(sessions).feed(
+        [
+            moved_in(leo, since, at=NOW - timedelta(days=400)),
+            enrolment(leo, since, urn="100777", dsl="other-school", at=NOW - timedelta(days=400)),
+            incident(mother, [], at=NOW - timedelta(hours=2)),
+        ]
+    )
+    async with sessions() as session:
+        found = dict(
+            (
+                await session.execute(
+                    select(Alert.recipient_key, Alert.recipient_org_id).where(Alert.rule_id == RULE)
+                )
+            ).all()
+        )
+    assert found == {"children_services:E09000012": "hackney-cs", "school:100777": "other-school"}

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lookout.alerts.models import Alert, AlertEvidence, AlertNote, AlertStatus, OrgSequence
 from lookout.delivery.models import AlertEvent
+from lookout.household.models import Enrolment
 from lookout.ingest.models import Event
 from lookout.orgs.models import Organisation, OrgKind
 
@@ -36,7 +37,9 @@ async def children_services_by_la(session: AsyncSession, la_codes: Iterable[str]
 
 
 async def schools_by_urn(session: AsyncSession, urns: Iterable[str]) -> dict[str, str]:
-    """The organisation registered as each school (``--kind school --school-urn URN``)."""
+    """The organisation of each school: the one registered with its URN (``--kind school
+    --school-urn URN``), else the registered school organisation that its enrolment events
+    name as the designated safeguarding lead (``dsl_org_id``; the first by id)."""
     codes = list(set(urns))
     if not codes:
         return {}
@@ -45,7 +48,17 @@ async def schools_by_urn(session: AsyncSession, urns: Iterable[str]) -> dict[str
             Organisation.kind == OrgKind.school, Organisation.school_urn.in_(codes)
         )
     )
-    return {urn: org_id for urn, org_id in rows if urn is not None}
+    found = {urn: org_id for urn, org_id in rows if urn is not None}
+    missing = [c for c in codes if c not in found]
+    if missing:
+        named = await session.execute(
+            select(Enrolment.school_urn, func.min(Organisation.id))
+            .join(Organisation, Organisation.id == Enrolment.dsl_org_id)
+            .where(Organisation.kind == OrgKind.school, Enrolment.school_urn.in_(missing))
+            .group_by(Enrolment.school_urn)
+        )
+        found |= {urn: org_id for urn, org_id in named if org_id is not None}
+    return found
 
 
 async def recipients(session: AsyncSession, keys: Iterable[str]) -> dict[str, str]:

@@ -42,6 +42,8 @@ FlagKind = Literal["child_protection_plan", "looked_after"]
 # member is the subject's parent), ``child``, ``carer``, ``cared_for``, ``partner``.
 RelationKind = Literal["parent", "child", "carer", "cared_for", "partner"]
 RecipientKind = Literal["children_services", "plan_la", "school"]
+# The roles in which an event names persons other than its subject (``person_refs``).
+NamedRole = Literal["involved", "child_present", "child_resident", "related"]
 # The facts an alert's explanation may carry (see ``RecipientView``).
 Fact = Literal[
     "event_type",  # the trigger event's type
@@ -109,7 +111,7 @@ class HouseholdCondition(_Strict):
     # Persons the event names in these roles count too, even when they do not live in the
     # household (e.g. a child present at a police incident): ``involved``,
     # ``child_present``, ``child_resident``.
-    also_named: list[str] = Field(default_factory=list)
+    also_named: list[NamedRole] = Field(default_factory=list)
 
 
 class HistoryCondition(_Strict):
@@ -163,6 +165,24 @@ class RuleSpec(_Strict):
     def view(self, kind: str) -> RecipientView:
         """What a recipient of this kind may see (every fact unless the rule says less)."""
         return next((v for k, v in self.minimisation.items() if k == kind), FULL_VIEW)
+
+
+RULE_SCHEMA_ID = "https://lookout.example/schemas/rules/rule.schema.json"
+
+
+def rule_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a rule file (``schemas/rules/rule.schema.json`` is this, written
+    out by ``lookout rules schema``; a test keeps the two in step). Editors and CI can check
+    rule files with it; ``lookout rules validate`` also compiles the expressions and checks
+    what a schema cannot (event type names, minimisation for schools)."""
+    schema = RuleSpec.model_json_schema()
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": RULE_SCHEMA_ID,
+        **schema,
+        "title": "Lookout trigger rule",
+        "description": "One trigger rule file in rules/ (YAML). The reference is rules/README.md.",
+    }
 
 
 class RuleError(ValueError):
