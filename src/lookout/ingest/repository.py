@@ -146,11 +146,22 @@ async def events_of(
     ]
 
 
+_GRAPH_EVENT_TYPES = (
+    "uk.lookout.person.residence.v1",
+    "uk.lookout.person.relationship.v1",
+    "uk.lookout.education.enrolment.v1",
+    "uk.lookout.social_care.child_protection_plan.v1",
+    "uk.lookout.social_care.looked_after.v1",
+)
+
+
 async def stored_cloudevents(
     session: AsyncSession, since: datetime, until: datetime
 ) -> list[dict[str, Any]]:
-    """Stored events as CloudEvents (for backtests): every residence event, and every
-    other event in [since, until]. Events whose payload was purged are left out."""
+    """Stored events as CloudEvents (for backtests): every event of the household graph
+    (residences, relationships, enrolments, plans, looked-after periods), whatever its
+    time, and every other event in [since, until]. Events whose payload was purged are
+    left out."""
     rows = await session.execute(
         select(
             Event.source,
@@ -162,7 +173,7 @@ async def stored_cloudevents(
         ).where(
             Event.data.is_not(None),
             Event.retracted_by.is_(None),
-            (Event.type == "uk.lookout.person.residence.v1")
+            Event.type.in_(_GRAPH_EVENT_TYPES)
             | ((Event.event_time >= since) & (Event.event_time <= until)),
         )
     )
