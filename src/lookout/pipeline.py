@@ -19,10 +19,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, text
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.types import BigInteger
 
 from lookout import metrics
 from lookout.alerts import repository as alerts_repository
@@ -124,18 +121,6 @@ class _Accepted:
     retracted_by: int | None = None
 
 
-_LOCK = text(
-    "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT unnest(:keys) AS k ORDER BY 1) AS s"
-).bindparams(bindparam("keys", type_=ARRAY(BigInteger)))
-_PERSON_LOCK, _HOUSEHOLD_LOCK = 1 << 60, 2 << 60
-
-
-async def _lock(session: AsyncSession, namespace: int, ids: set[int]) -> None:
-    """Serialise work on persons, then households, across workers; sorted keys, no deadlock."""
-    if ids:
-        await session.execute(_LOCK, {"keys": sorted(namespace | i for i in ids)})
-
-
 async def process_batch(
     session: AsyncSession,
     messages: Sequence[Message],
@@ -211,7 +196,7 @@ async def process_batch(
         item.persons.append(person_id)
         if role == "subject" and item.subject_person_id is None:
             item.subject_person_id = person_id
-    await _lock(session, _PERSON_LOCK, {p for item in fresh for p in item.persons})
+    await identity_repository.lock_persons(session, {p for item in fresh for p in item.persons})
 
     # 5. Households and the facts each event contributes to the graph.
     addresses = {
@@ -309,7 +294,24 @@ async def process_batch(
         ],
     )
 
-    # 8. What to evaluate: this batch's trigger events, and the trigger events (within the
+    # 8. Serialise on every household this batch changed or may evaluate, before reading
+    # anything that decides what to evaluate. Of two batches that meet in one household (one
+    # moves a child in, the other brings an adult's trigger event), the one that locks second
+    # reads the other's commit. The persons are locked already, so their homes cannot move.
+    evaluated_types = config.trigger_types | config.history_types
+    concerned = {
+        i.subject_person_id
+        for i in fresh
+        if i.subject_person_id and i.valid.event.type in evaluated_types
+    }
+    locked = (
+        touched
+        | {i.household_id for i in fresh if i.household_id}
+        | await household_repository.households_ever(session, concerned)
+    )
+    await household_repository.lock_households(session, locked)
+
+    # 9. What to evaluate: this batch's trigger events, and the trigger events (within the
     # alerting horizon) of everyone in a household whose membership just changed.
     since = now - config.alerting_horizon
     to_evaluate: dict[int, StoredEvent] = {
@@ -350,15 +352,15 @@ async def process_batch(
             to_evaluate.setdefault(stored.pk, stored)
     if to_evaluate:
         result.alerts, falsified = await _evaluate(
-            session, config, list(to_evaluate.values()), touched, audit, now + config.review_after
+            session, config, list(to_evaluate.values()), locked, audit, now + config.review_after
         )
         changes.extend(falsified)
 
-    # 9. Number the new alerts per organisation and write the delivery outbox (last of the
+    # 10. Number the new alerts per organisation and write the delivery outbox (last of the
     # writes: it locks each recipient's counter row until commit).
     await alerts.publish(session, result.alerts, changes)
 
-    # 10. Rejections, audit and offsets, in the same transaction.
+    # 11. Rejections, audit and offsets, in the same transaction.
     rows = []
     for message, invalid in rejected:
         rejection_id = uuid.uuid4()
@@ -413,6 +415,7 @@ async def reevaluate(
     """After an identity change made outside a batch (a confirmed match): rebuild these
     persons' graph and re-evaluate the households it touched, exactly as a batch would."""
     touched = await household.rebuild_graph(session, persons)
+    await household_repository.lock_households(session, touched)  # before reading, as a batch
     since = config.clock() - config.alerting_horizon
     events = await _trigger_events_in(session, config, touched, since)
     if not events:
@@ -428,13 +431,15 @@ async def _evaluate(
     session: AsyncSession,
     config: PipelineConfig,
     events: list[StoredEvent],
-    touched: set[int],
+    locked: set[int],
     audit: list[Entry],
     review_by: datetime,
 ) -> tuple[list[alerts.Raised], list[alerts.Change]]:
-    """Evaluate every rule on these events; raise the alerts they imply, and mark for
-    review the alerts that these events supported but no longer do (a late fact made
-    their conditions false)."""
+    """Evaluate every rule on these trigger events in each household their subject lived in
+    at the event time (or the one at whose address they happened); raise the alerts they
+    imply, and mark for review the alerts that these events supported but no longer do (a
+    late fact made their conditions false). ``locked``: the households the caller holds
+    locks on already."""
     local_dates = [e.time.astimezone(config.timezone).date() for e in events]
     subject_households = await household_repository.households_of(
         session, [(e.subject_person_id or 0, d) for e, d in zip(events, local_dates, strict=True)]
@@ -443,7 +448,8 @@ async def _evaluate(
     for event, on, found in zip(events, local_dates, subject_households, strict=True):
         for household_id in {event.household_id} if event.household_id else set(found):
             targets.append((event, on, household_id))
-    await _lock(session, _HOUSEHOLD_LOCK, touched | {h for _, _, h in targets})
+    # Another resident's trigger event can concern a household the caller did not lock.
+    await household_repository.lock_households(session, {h for _, _, h in targets} - locked)
     named = {e.pk: _named(e) for e in events}
     births = await identity_repository.birth_dates(
         session,

@@ -14,6 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import BigInteger, Date
 
+from lookout.db import advisory_locks
 from lookout.household.models import Enrolment, Flag, Household, Relationship, Residence
 from lookout.ingest.models import Event
 
@@ -164,6 +165,14 @@ async def replace_enrolments(
             ],
         )
     return {p.person_id for p in before.symmetric_difference(periods)}
+
+
+HOUSEHOLD_LOCK = 2 << 60  # advisory-lock namespace of households (persons: 1 << 60)
+
+
+async def lock_households(session: AsyncSession, household_ids: Iterable[int]) -> None:
+    """Serialise evaluation of these households across workers; take persons' locks first."""
+    await advisory_locks(session, HOUSEHOLD_LOCK, household_ids)
 
 
 async def households_ever(session: AsyncSession, person_ids: Iterable[int]) -> set[int]:

@@ -24,6 +24,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import BigInteger
 
+from lookout.db import advisory_locks
 from lookout.household.models import Relationship
 from lookout.identity.models import (
     IdentityMerge,
@@ -37,18 +38,12 @@ from lookout.ingest.models import Event
 
 Key = tuple[str, str]
 
-# The advisory-lock namespace for persons (shared with the pipeline's lock of persons).
-PERSON_LOCK = 1 << 60
-_LOCK = text(
-    "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT unnest(:keys) AS k ORDER BY 1) AS s"
-).bindparams(bindparam("keys", type_=ARRAY(BigInteger)))
+PERSON_LOCK = 1 << 60  # advisory-lock namespace of persons (households: 2 << 60)
 
 
 async def lock_persons(session: AsyncSession, person_ids: Iterable[int]) -> None:
-    """Serialise identity changes to these persons across workers (sorted: no deadlock)."""
-    ids = sorted({p for p in person_ids if p > 0})
-    if ids:
-        await session.execute(_LOCK, {"keys": [PERSON_LOCK | i for i in ids]})
+    """Serialise work on these persons across workers and API calls."""
+    await advisory_locks(session, PERSON_LOCK, person_ids)
 
 
 _OWNERS = text(
