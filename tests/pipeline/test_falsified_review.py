@@ -14,6 +14,7 @@ from tests.factories import (
     Feeder,
     address,
     ed_attendance,
+    event,
     moved_in,
     moved_out,
     person,
@@ -133,3 +134,24 @@ async def test_a_later_match_keeps_the_alert_supported(
     [kept] = await _alerts(sessions)
     assert kept.id == raised.id
     assert kept.review_reason is None
+
+
+async def test_a_retracted_residence_sends_the_alert_it_supported_to_review(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    await register_orgs(sessions)
+    mother, child = person(years_before(NOW, 34)), person(years_before(NOW, 6))
+    feeder = Feeder(sessions)
+    residence = moved_in(child, SINCE)
+    await feeder.feed([moved_in(mother, SINCE), residence, ed_attendance(mother, at=NOW)])
+    await feeder.feed(
+        [
+            event(
+                "event.retraction",
+                {"retracted_event_id": residence["id"], "reason": "entered_in_error"},
+                source=residence["source"],
+            )
+        ]
+    )
+    [kept] = await _alerts(sessions)
+    assert kept.review_reason == FALSIFIED
