@@ -258,6 +258,7 @@ async def process_batch(
             if target.subject_person_id:
                 related.add(target.subject_person_id)
         affected = await alerts_repository.alerts_with_evidence(session, [target.event_pk])
+        metrics.ALERTS_MARKED_FOR_REVIEW.labels("retracted").inc(len(affected))
         changes.extend(
             await alerts.mark_for_review(
                 session, affected, "a supporting event was retracted by its publisher"

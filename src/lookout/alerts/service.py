@@ -167,6 +167,7 @@ async def review_unsupported(
         Entry(Action.alert_marked_for_review, "alert", str(a), details={"reason": "falsified"})
         for a in falsified
     )
+    metrics.ALERTS_MARKED_FOR_REVIEW.labels("falsified").inc(len(falsified))
     return await mark_for_review(session, falsified, FALSIFIED)
 
 
