@@ -348,7 +348,7 @@ async def process_batch(
         residents = await household_repository.members_ever(session, homes) | subjects
         until = max(i.valid.event.time for i in late) + config.history_window
         for stored in await ingest.events_of(
-            session, residents, config.trigger_types, earliest, until
+            session, residents, config.trigger_types, earliest, until, household_ids=homes
         ):
             to_evaluate.setdefault(stored.pk, stored)
     if to_evaluate:
