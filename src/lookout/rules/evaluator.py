@@ -350,6 +350,14 @@ def _recipients(
     return [(f"school:{urn}", found) for urn, found in sorted(pupils.items())]
 
 
+def _child_fact(person_id: int, member: Member | None) -> dict[str, Any]:
+    age = member.age if member is not None else None
+    fact: dict[str, Any] = {"person_id": person_id, "age": age}
+    if age is None:
+        fact["note"] = "date of birth unknown: counted as a possible child"
+    return fact
+
+
 def _explain(
     rule: Rule,
     kind: str,
@@ -413,9 +421,6 @@ def _explain(
             "members": len(household.members),
         }
     explanation["conditions"] = conditions
-    explanation["children"] = [
-        {"person_id": c, "age": match.people[c].age if c in match.people else None}
-        for c in sorted(children)
-    ]
+    explanation["children"] = [_child_fact(c, match.people.get(c)) for c in sorted(children)]
     explanation["lawful_basis"] = " ".join(spec.lawful_basis.split())
     return explanation
