@@ -451,7 +451,13 @@ async def _evaluate(
             targets.append((event, on, household_id))
     # Another resident's trigger event can concern a household the caller did not lock.
     await household_repository.lock_households(session, {h for _, _, h in targets} - locked)
+    # Persons the events name other than their subject; a merge since may have moved one.
     named = {e.pk: _named(e) for e in events}
+    moved = await identity_repository.merged_into(
+        session, {p for found in named.values() for _, p in found}
+    )
+    if moved:
+        named = {pk: [(r, moved.get(p, p)) for r, p in found] for pk, found in named.items()}
     births = await identity_repository.birth_dates(
         session,
         {e.subject_person_id for e in events if e.subject_person_id}

@@ -17,6 +17,7 @@ from tests.factories import (
     POLICE,
     SCHOOL_URN,
     Feeder,
+    address,
     client_token,
     enrolment,
     event,
@@ -28,6 +29,7 @@ from tests.factories import (
 )
 
 from lookout.alerts.models import Alert
+from lookout.household.models import Household
 from lookout.identity.models import PersonIdentifier
 
 pytestmark = pytest.mark.asyncio
@@ -36,13 +38,16 @@ RULE = "domestic-abuse-children"
 
 
 def incident(
-    victim: dict[str, Any], present: list[dict[str, Any]], at: Any = NOW
+    victim: dict[str, Any],
+    present: list[dict[str, Any]],
+    where: dict[str, str] = ADDRESS,
+    at: Any = NOW,
 ) -> dict[str, Any]:
     return event(
         "police.domestic_abuse_incident",
         {
             "incident_ref": "CAD-0001",
-            "address": ADDRESS,
+            "address": where,
             "persons_involved": [{"person": victim, "role": "victim"}],
             "children_present": present,
         },
@@ -214,3 +219,45 @@ async def test_a_school_not_registered_by_urn_is_reached_through_its_dsl(
             ).all()
         )
     assert found == {"children_services:E09000012": "hackney-cs", "school:100777": "other-school"}
+
+
+async def test_a_named_child_later_merged_is_evaluated_as_the_merged_person(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The police name a child by their own id only; a later event links that id to a
+    child Lookout knows (with a school). When the incident is evaluated again, the child it
+    names is the merged person, whose school is told."""
+    await _setup(sessions)
+    mother = person(years_before(NOW, 34))
+    leo = person(years_before(NOW, 7))
+    by_police = {"police_person_id": "MPS-C-1", "birth_date": leo["birth_date"]}
+    feeder = Feeder(sessions)
+    await feeder.feed(
+        [
+            moved_in(leo, years_before(NOW, 2), address(900), at=NOW - timedelta(days=400)),
+            incident(mother, [by_police], at=NOW - timedelta(hours=3)),
+        ]
+    )
+    linked = {**by_police, "nhs_number": leo["nhs_number"]}
+    await feeder.feed(
+        [
+            enrolment(leo, years_before(NOW, 2), urn=SCHOOL_URN, at=NOW - timedelta(days=400)),
+            incident(mother, [linked], address(901), at=NOW - timedelta(hours=2)),
+        ]
+    )
+    # The mother's residence at the incident's address re-evaluates the first incident.
+    await feeder.feed([moved_in(mother, years_before(NOW, 2), at=NOW - timedelta(days=400))])
+    [leo_id] = await _person_ids(sessions, leo)
+    async with sessions() as session:
+        rows = (
+            await session.execute(
+                select(Alert.children)
+                .join(Household, Household.id == Alert.household_id)
+                .where(
+                    Alert.rule_id == RULE,
+                    Alert.recipient_key == f"school:{SCHOOL_URN}",
+                    Household.uprn == ADDRESS["uprn"],
+                )
+            )
+        ).scalars()
+        assert list(rows) == [[leo_id]]
