@@ -7,6 +7,7 @@ written by a running ``lookout run``.
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -408,6 +409,14 @@ def rules_validate(path: RulesPath = None) -> None:
             typer.echo(f"ok  {file}  {rule.id}  version {rule.version[:12]}")
     if failed:
         raise typer.Exit(1)
+
+
+@rules_app.command("schema")
+def rules_schema() -> None:
+    """Print the JSON Schema of a rule file (schemas/rules/rule.schema.json)."""
+    from lookout.rules.model import rule_json_schema
+
+    typer.echo(json.dumps(rule_json_schema(), indent=2, ensure_ascii=False))
 
 
 @rules_app.command("test")

@@ -207,6 +207,8 @@ class Worker:
             metrics.REJECTIONS.labels(reason.value)
         for rule in self.config.rules:
             metrics.ALERTS_UNDELIVERABLE.labels(rule.id)
+        for why in ("retracted", "falsified"):
+            metrics.ALERTS_MARKED_FOR_REVIEW.labels(why)
         self._consumer.subscribe([s.events_topic], listener=_Rebalance(self))
         await self._consumer.start()
         log.info(

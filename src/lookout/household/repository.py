@@ -252,6 +252,38 @@ _SNAPSHOT = text(
 )
 
 
+_SCHOOLS = text(
+    """
+    SELECT q.idx,
+        (SELECT e.school_urn FROM enrolments e
+         WHERE e.person_id = q.person_id
+            AND (e.valid_from IS NULL OR e.valid_from <= q.on_date)
+            AND (e.valid_to IS NULL OR e.valid_to > q.on_date)
+         ORDER BY COALESCE(e.valid_from, DATE '0001-01-01') DESC, e.school_urn DESC
+         LIMIT 1)
+    FROM unnest(:person_ids, :dates) WITH ORDINALITY AS q(person_id, on_date, idx)
+    """
+).bindparams(
+    bindparam("person_ids", type_=ARRAY(BigInteger)), bindparam("dates", type_=ARRAY(Date))
+)
+
+
+async def schools_on(
+    session: AsyncSession, queries: Sequence[tuple[int, date]]
+) -> list[str | None]:
+    """Each (person, date)'s school on that date (the latest enrolment in force, as in a
+    household snapshot), or None. One round trip."""
+    found: list[str | None] = [None for _ in queries]
+    if not queries:
+        return found
+    rows = await session.execute(
+        _SCHOOLS, {"person_ids": [q[0] for q in queries], "dates": [q[1] for q in queries]}
+    )
+    for idx, urn in rows:
+        found[idx - 1] = urn
+    return found
+
+
 def _on(value: str | None) -> date | None:
     return date.fromisoformat(value) if value else None
 

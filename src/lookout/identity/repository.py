@@ -464,6 +464,20 @@ async def persons(session: AsyncSession, person_ids: Iterable[int]) -> dict[int,
     return {p.id: p for p in rows.scalars()}
 
 
+async def merged_into(session: AsyncSession, person_ids: Iterable[int]) -> dict[int, int]:
+    """For those of these persons that were merged, the live person each now is (merges
+    flatten chains, so one hop). Events keep the ids they named when they arrived."""
+    ids = list(set(person_ids))
+    if not ids:
+        return {}
+    rows = await session.execute(
+        select(Person.id, Person.merged_into).where(
+            Person.id.in_(ids), Person.merged_into.is_not(None)
+        )
+    )
+    return {r.id: r.merged_into for r in rows if r.merged_into is not None}
+
+
 async def birth_dates(session: AsyncSession, person_ids: Iterable[int]) -> dict[int, date | None]:
     ids = list(set(person_ids))
     if not ids:
