@@ -122,7 +122,7 @@ async def _run(infra: Infra, batches: list[list[dict[str, Any]]]) -> tuple[Alert
                     PersonIdentifier.scheme == "nhs_number"
                 )
             )
-            nhs = dict(identifiers.tuples().all())
+            nhs: dict[int, str] = dict(identifiers.all())
             found = [
                 (
                     (rule, uprn, key, frozenset(f"nhs_number:{nhs[c]}" for c in children)),
