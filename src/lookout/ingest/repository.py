@@ -61,12 +61,24 @@ async def retractions_of(
 
 
 async def insert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert ``rows`` (distinct (source, event_id) pairs); their ids, in ``rows``' order.
+
+    Multi-row INSERTs (SQLAlchemy's "insertmanyvalues", about 1,000 rows a statement).
+    ``render_nulls``: otherwise the ORM groups rows by which of their values are None and
+    sends each run of equal shape as its own statement. Not ``returning(...,
+    sort_by_parameter_order=True)``: with a sequence-generated key and no sentinel column
+    SQLAlchemy runs that one row per statement. The ids are matched to the rows by their
+    unique (source, event_id) instead."""
     if not rows:
         return []
     result = await session.execute(
-        insert(Event).returning(Event.id, sort_by_parameter_order=True), list(rows)
+        insert(Event)
+        .returning(Event.id, Event.source, Event.event_id)
+        .execution_options(render_nulls=True),
+        list(rows),
     )
-    return list(result.scalars())
+    ids = {(r.source, r.event_id): r.id for r in result}
+    return [ids[(row["source"], row["event_id"])] for row in rows]
 
 
 @dataclass(frozen=True, slots=True)
