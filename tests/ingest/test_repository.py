@@ -40,3 +40,27 @@ async def test_ids_follow_the_rows(sessions: async_sessionmaker[AsyncSession]) -
         )
     assert len(set(ids)) == len(rows)
     assert [stored[i] for i in ids] == [r["event_id"] for r in rows]
+
+
+async def test_known_hashes_and_earlier_retractions(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    stored = [_row(n) for n in (1, 2, 3)]
+    retraction = _row(9) | {
+        "event_id": "retract-2",
+        "type": "uk.lookout.event.retraction.v1",
+        "facts": {"retracts": "evt-2"},
+    }
+    async with sessions() as session, session.begin():
+        ids = await repository.insert_events(session, [*stored, retraction])
+        source = stored[0]["source"]
+        keys = [(source, "evt-1"), (source, "evt-3"), (source, "evt-404"), ("other", "evt-2")]
+        hashes = await repository.known_hashes(session, keys)
+        retractions = await repository.retractions_of(
+            session, [(source, "evt-2"), (source, "evt-1"), ("other", "evt-2")]
+        )
+    assert hashes == {
+        (source, "evt-1"): stored[0]["content_hash"],
+        (source, "evt-3"): stored[2]["content_hash"],
+    }
+    assert retractions == {(source, "evt-2"): ids[3]}

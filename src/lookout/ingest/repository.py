@@ -28,17 +28,36 @@ async def agencies_by_source(session: AsyncSession, sources: Iterable[str]) -> d
     return {r.source: r.id for r in rows}
 
 
+# (source, id) pairs as two arrays: one prepared statement whatever the batch size, and
+# an index join rather than an IN list of thousands of row constructors to plan.
+_KNOWN = text(
+    """
+    SELECT e.source, e.event_id, e.content_hash
+    FROM unnest(CAST(:sources AS text[]), CAST(:ids AS text[])) AS k(source, event_id)
+    JOIN events e ON e.source = k.source AND e.event_id = k.event_id
+    """
+)
+_RETRACTIONS = text(
+    """
+    SELECT e.source, e.facts ->> 'retracts' AS target, e.id
+    FROM events e
+    WHERE e.type = 'uk.lookout.event.retraction.v1'
+      AND (e.source, e.facts ->> 'retracts') IN (
+        SELECT k.source, k.event_id
+        FROM unnest(CAST(:sources AS text[]), CAST(:ids AS text[])) AS k(source, event_id))
+    """
+)
+
+
 async def known_hashes(
     session: AsyncSession, keys: Iterable[tuple[str, str]]
 ) -> dict[tuple[str, str], bytes]:
     """Content hash of each (source, id) already accepted."""
-    wanted = list(set(keys))
+    wanted = sorted(set(keys))
     if not wanted:
         return {}
     rows = await session.execute(
-        select(Event.source, Event.event_id, Event.content_hash).where(
-            tuple_(Event.source, Event.event_id).in_(wanted)
-        )
+        _KNOWN, {"sources": [k[0] for k in wanted], "ids": [k[1] for k in wanted]}
     )
     return {(r.source, r.event_id): r.content_hash for r in rows}
 
@@ -47,15 +66,11 @@ async def retractions_of(
     session: AsyncSession, keys: Iterable[tuple[str, str]]
 ) -> dict[tuple[str, str], int]:
     """Earlier-arrived retractions aimed at these (source, id) events: retraction pk by target."""
-    wanted = list(set(keys))
+    wanted = sorted(set(keys))
     if not wanted:
         return {}
-    target = Event.facts["retracts"].astext
     rows = await session.execute(
-        select(Event.source, target.label("target"), Event.id).where(
-            Event.type == "uk.lookout.event.retraction.v1",
-            tuple_(Event.source, target).in_(wanted),
-        )
+        _RETRACTIONS, {"sources": [k[0] for k in wanted], "ids": [k[1] for k in wanted]}
     )
     return {(r.source, r.target): r.id for r in rows}
 
