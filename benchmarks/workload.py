@@ -46,6 +46,7 @@ MIX: tuple[tuple[str, float], ...] = (
     ("charity.concern", 0.05),
     ("mixed.child_ed_attendance", 0.14),  # an ED attendance of a child
 )
+INVALID_KEY = b"-bad-"  # in the Kafka key of every deliberately invalid message
 DUPLICATE_RATE = 0.03
 INVALID_RATE = 0.005
 CLINICAL = ("alcohol", "substance", "injury", "self_harm", "assault", "mental_health", "other")
@@ -280,7 +281,7 @@ def events(gen: Generator, count: int) -> Iterator[tuple[bytes, bytes]]:
             yield recent[rng.randrange(len(recent))]
             continue
         if roll < DUPLICATE_RATE + INVALID_RATE:
-            yield f"{gen.prefix}-bad-{gen.serial}".encode(), gen.invalid()
+            yield gen.prefix.encode() + INVALID_KEY + str(gen.serial).encode(), gen.invalid()
             continue
         event = gen.event(rng.choices(KINDS, WEIGHTS)[0])
         message = (event["subject"].encode(), orjson.dumps(event))
