@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
 from collections.abc import Sequence
 from datetime import timedelta
@@ -137,12 +138,14 @@ async def worker_backlog(
     worker = Process("worker", env, log_dir / f"worker-{topic}.log")
     spy: asyncio.subprocess.Process | None = None
     if profile is not None:
+        spy_log = (log_dir / f"py-spy-{topic}.log").open("ab")
         spy = await asyncio.create_subprocess_exec(
-            str(Path(__import__("sys").executable).parent / "py-spy"),
+            str(Path(sys.executable).parent / "py-spy"),
             "record", "--pid", str(worker.pid), "--rate", "50", "--format", "raw",
             "--output", str(profile), "--nonblocking",
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            stdout=spy_log, stderr=spy_log,
         )  # fmt: skip
+        spy_log.close()
     conn = await asyncpg.connect(url)
     before = int(await conn.fetchval("SELECT coalesce(max(id), 0) FROM events"))
     rss_peak = rss_half = 0.0
@@ -174,10 +177,13 @@ async def worker_backlog(
     finally:
         await conn.close()
         worker.stop()
-        if spy is not None:
-            with contextlib.suppress(ProcessLookupError):
-                spy.terminate()
-            await spy.wait()
+        if spy is not None:  # it writes its profile once the worker has exited
+            try:
+                await asyncio.wait_for(spy.wait(), 30)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    spy.terminate()
+                await spy.wait()
     measured = total - first_count
     return {
         "events": total,
