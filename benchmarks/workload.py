@@ -67,6 +67,7 @@ class Generator:
     school_of: dict[int, str] = field(init=False)
     children: list[int] = field(init=False)
     adults: list[int] = field(init=False)
+    pupils: list[int] = field(init=False)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)  # noqa: S311 - synthetic data
@@ -78,6 +79,7 @@ class Generator:
         today = self.now.date()
         self.children = [p.index for p in self.pop.persons if _age(p, today) < 18]
         self.adults = [p.index for p in self.pop.persons if _age(p, today) >= 18]
+        self.pupils = [c for c in self.children if c in self.school_of] or self.children
 
     # -- building blocks ---------------------------------------------------------------
 
@@ -184,8 +186,7 @@ class Generator:
             }
             return self.envelope(kind, SOURCES["council"], data, at)
         if kind.startswith("education."):
-            pupils = [c for c in self.children if c in self.school_of] or self.children
-            who = self.pick(pupils)
+            who = self.pick(self.pupils)
             urn = self.school_of.get(who, "100001")
             if kind == "education.enrolment":
                 data = {
