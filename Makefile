@@ -13,7 +13,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 WORKERS ?= 1
 
-.PHONY: help setup run test lint fmt demo bench bench-quick migrate clean
+.PHONY: help setup run test lint fmt demo bench bench-quick faults migrate clean
 
 help: ## List the targets
 	@echo "Usage: make <target>   (WORKERS=N make run for N worker processes)"
@@ -58,6 +58,9 @@ bench: setup ## Run every benchmark at full size (20-40 min); writes results.jso
 
 bench-quick: setup ## The same benchmarks at small sizes (under 2 min); results-quick.json
 	$(BIN)/python -m benchmarks.run --quick
+
+faults: setup ## Fault harness, long form: 50,000 events, 20+ worker kills, outages; checks vs the oracle
+	$(BIN)/python -m benchmarks.faults --events 50000 --kills 24 --seed 7 --results
 
 migrate: setup ## Apply database migrations (LOOKOUT_DATABASE_URL or the running stack)
 	$(BIN)/lookout migrate

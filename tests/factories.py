@@ -130,6 +130,40 @@ def enrolment(
     return event("education.enrolment", data, source=SCHOOL, **kw)
 
 
+POLICE = "urn:lookout:agency:test-police"
+
+
+def domestic_abuse_incident(
+    involved: Sequence[dict[str, Any]],
+    present: Sequence[dict[str, Any]] = (),
+    address: dict[str, str] = ADDRESS,
+    *,
+    at: datetime = NOW,
+    **kw: Any,
+) -> dict[str, Any]:
+    data = {
+        "incident_ref": f"CAD-{next(_serial)}",
+        "address": address,
+        "persons_involved": [{"person": p, "role": "victim"} for p in involved],
+        "children_present": list(present),
+    }
+    return event("police.domestic_abuse_incident", data, at=at, source=POLICE, **kw)
+
+
+def absence(
+    pupil: dict[str, Any], *, urn: str = "100241", at: datetime = NOW, **kw: Any
+) -> dict[str, Any]:
+    data = {
+        "pupil": pupil,
+        "school_urn": urn,
+        "threshold": "persistent",
+        "attendance_rate": 0.84,
+        "period_start": "2026-09-03",
+        "period_end": "2026-11-20",
+    }
+    return event("education.absence", data, at=at, source=SCHOOL, **kw)
+
+
 def protection_plan(
     child: dict[str, Any], change: str, on: date, *, la: str = LA, **kw: Any
 ) -> dict[str, Any]:
@@ -194,6 +228,19 @@ async def register_orgs(
                 kind=OrgKind.children_services,
                 la_code=OTHER_LA,
             )
+
+
+async def register_police(sessions: async_sessionmaker[AsyncSession]) -> None:
+    """The police force that publishes ``domestic_abuse_incident`` events."""
+    async with sessions() as session, session.begin():
+        await service.create_org(
+            session,
+            TEST_ACTOR,
+            org_id="test-police",
+            name="Police",
+            kind=OrgKind.agency,
+            source=POLICE,
+        )
 
 
 def pipeline_config(

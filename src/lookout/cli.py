@@ -7,6 +7,7 @@ written by a running ``lookout run``.
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -40,6 +41,11 @@ app.add_typer(clients_app, name="clients")
 app.add_typer(rules_app, name="rules")
 app.add_typer(audit_app, name="audit")
 app.add_typer(retention_app, name="retention")
+dlq_app = typer.Typer(
+    help="Rejected events (the dead-letter queue): list and replay them (operators).",
+    no_args_is_help=True,
+)
+app.add_typer(dlq_app, name="dlq")
 identity_app = typer.Typer(
     help="Review possible matches and undo wrong merges (operators).", no_args_is_help=True
 )
@@ -405,6 +411,14 @@ def rules_validate(path: RulesPath = None) -> None:
         raise typer.Exit(1)
 
 
+@rules_app.command("schema")
+def rules_schema() -> None:
+    """Print the JSON Schema of a rule file (schemas/rules/rule.schema.json)."""
+    from lookout.rules.model import rule_json_schema
+
+    typer.echo(json.dumps(rule_json_schema(), indent=2, ensure_ascii=False))
+
+
 @rules_app.command("test")
 def rules_test(path: RulesPath = None) -> None:
     """Run every rule's test cases (rules/tests/*.yaml): given events, expected alerts."""
@@ -693,3 +707,133 @@ def identity_unlink(
         f"{done.moved_events} event(s) moved back, "
         f"{len(done.alerts_for_review)} alert(s) marked for review"
     )
+
+
+@dlq_app.command("list")
+def dlq_list(
+    code: Annotated[
+        str | None, typer.Option("--code", help="Only this reason code, e.g. unknown_source")
+    ] = None,
+    source: Annotated[str | None, typer.Option(help="Only this publisher's source URI")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+    before: Annotated[
+        str | None, typer.Option(help="A rejection id: list those older than it (paging)")
+    ] = None,
+    json: Annotated[bool, typer.Option("--json", help="Print JSON lines")] = False,
+) -> None:
+    """Rejected events, newest first: id, when, reason code, source, type, event id and
+    the detail (field paths, never values). Audited."""
+    import uuid
+
+    from lookout.ingest import rejections
+    from lookout.ingest.validation import Reason
+
+    if code is not None and code not in {r.value for r in Reason}:
+        typer.echo(f"error: --code must be one of {', '.join(r.value for r in Reason)}", err=True)
+        raise typer.Exit(2)
+    try:
+        anchor = uuid.UUID(before) if before else None
+    except ValueError:
+        typer.echo("error: --before must be a rejection id", err=True)
+        raise typer.Exit(2) from None
+    settings = _settings("database_url")
+    rows = _in_transaction(
+        settings,
+        lambda s: rejections.list_rejections(
+            s, OPERATOR, source=source, limit=limit, before=anchor, reason=code
+        ),
+    )
+    for r in rows:
+        if json:
+            typer.echo(
+                orjson.dumps(
+                    {
+                        "id": str(r.id),
+                        "created_at": r.created_at.isoformat(),
+                        "reason": r.reason,
+                        "source": r.source,
+                        "event_type": r.event_type,
+                        "event_id": r.event_id,
+                        "detail": r.detail,
+                        "dlq_published": r.dlq_published_at is not None,
+                    }
+                ).decode()
+            )
+        else:
+            typer.echo(
+                f"{r.id}\t{r.created_at:%Y-%m-%d %H:%M:%S}\t{r.reason}\t{r.source or '-'}\t"
+                f"{r.event_type or '-'}\t{r.event_id or '-'}\t{r.detail}"
+            )
+    if not json:
+        typer.echo(f"{len(rows)} rejection(s)", err=True)
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    ids: Annotated[
+        list[str] | None, typer.Argument(metavar="[REJECTION_ID]...", help="Rejections to replay")
+    ] = None,
+    code: Annotated[
+        str | None, typer.Option("--code", help="Or every rejection with this reason code")
+    ] = None,
+    source: Annotated[str | None, typer.Option(help="... and/or from this source URI")] = None,
+    by: Annotated[str, typer.Option("--by", help="Who decides (recorded in the audit)")] = "",
+    reason: Annotated[str, typer.Option("--reason", help="Why, e.g. the fix made")] = "",
+) -> None:
+    """Republish rejected events' original bytes to the events topic after a fix (e.g. the
+    agency is now registered); the workers handle them like new messages, so one still
+    invalid is rejected again. Each replay is audited with who and why."""
+    import uuid
+
+    from aiokafka import AIOKafkaProducer
+
+    from lookout import kafka
+    from lookout.db import create_engine, session_factory
+    from lookout.ingest import rejections
+
+    if not by.strip() or not reason.strip():
+        typer.echo("error: say who (--by) and why (--reason): replays are audited", err=True)
+        raise typer.Exit(2)
+    if not ids and code is None and source is None:
+        typer.echo("error: name rejection ids, or select them with --code / --source", err=True)
+        raise typer.Exit(2)
+    try:
+        chosen = [uuid.UUID(i) for i in ids or []]
+    except ValueError:
+        typer.echo("error: a rejection id is a UUID (see `lookout dlq list`)", err=True)
+        raise typer.Exit(2) from None
+    settings = _settings("database_url", "kafka_bootstrap_servers")
+    actor = Actor(client_id="lookout-cli", end_user=by[:200], purpose="operations")
+
+    async def main() -> int:
+        engine = create_engine(settings.database_url, pool_size=1)
+        producer = AIOKafkaProducer(**kafka.producer_config(settings.kafka_bootstrap_servers))
+        await producer.start()
+        try:
+            sessions = session_factory(engine)
+            targets = list(chosen)
+            if not targets:
+                async with sessions() as session, session.begin():
+                    before = None
+                    while page := await rejections.list_rejections(
+                        session, actor, source=source, limit=500, before=before, reason=code
+                    ):
+                        targets += [r.id for r in page]
+                        before = page[-1].id
+            for rejection_id in targets:  # one transaction each: replayed means audited
+                async with sessions() as session, session.begin():
+                    await rejections.replay(
+                        session, actor, producer, settings.events_topic, rejection_id, why=reason
+                    )
+                typer.echo(f"replayed {rejection_id}")
+            return len(targets)
+        finally:
+            await producer.stop()
+            await engine.dispose()
+
+    try:
+        count = asyncio.run(main())
+    except LookoutError as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{count} rejection(s) replayed to {settings.events_topic}")

@@ -6,10 +6,12 @@ services and repositories only ``flush()``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import DateTime, MetaData
+from sqlalchemy import BigInteger, DateTime, MetaData, bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -52,3 +54,16 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+_ADVISORY_LOCKS = text(
+    "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT unnest(:keys) AS k ORDER BY 1) AS s"
+).bindparams(bindparam("keys", type_=ARRAY(BigInteger)))
+
+
+async def advisory_locks(session: AsyncSession, namespace: int, ids: Iterable[int]) -> None:
+    """Transaction-scoped advisory locks on ``namespace | id``, taken in key order so that
+    two transactions locking overlapping sets never deadlock. Released at commit/rollback."""
+    keys = sorted({namespace | i for i in ids if i > 0})
+    if keys:
+        await session.execute(_ADVISORY_LOCKS, {"keys": keys})

@@ -52,6 +52,12 @@ ALERTS_UNDELIVERABLE = Counter(
     "Alerts raised with no registered recipient organisation.",
     ["rule"],
 )
+ALERTS_MARKED_FOR_REVIEW = Counter(
+    "lookout_alerts_marked_for_review_total",
+    "Alerts kept but marked for review because a later fact undermined them: a retracted "
+    "supporting event, or conditions that re-evaluation found no longer hold.",
+    ["reason"],
+)
 ALERT_EVIDENCE_ADDED = Counter(
     "lookout_alert_evidence_added_total",
     "Matches absorbed as evidence into an open alert.",

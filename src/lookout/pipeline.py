@@ -19,10 +19,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, text
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.types import BigInteger
 
 from lookout import metrics
 from lookout.alerts import repository as alerts_repository
@@ -38,7 +35,7 @@ from lookout.ingest import repository as ingest
 from lookout.ingest.catalogue import Catalogue
 from lookout.ingest.repository import Position, StoredEvent
 from lookout.ingest.validation import Invalid, Reason, Valid, person_refs, validate
-from lookout.rules.evaluator import Candidate, HistoryEvent, TriggerEvent, evaluate
+from lookout.rules.evaluator import Candidate, HistoryEvent, NamedPerson, TriggerEvent, evaluate
 from lookout.rules.model import Rule
 
 RESIDENCE = "uk.lookout.person.residence.v1"
@@ -81,6 +78,12 @@ class PipelineConfig:
         return frozenset(t for r in self.rules for h in r.spec.history for t in h.types)
 
     @property
+    def uses_relationships(self) -> bool:
+        """Whether any rule asks about relationships (only then does a late relationship
+        re-evaluate its households)."""
+        return any(c.member.relationship_to_subject for r in self.rules for c in r.spec.household)
+
+    @property
     def history_window(self) -> timedelta:
         return timedelta(days=max((r.max_window_days for r in self.rules), default=0))
 
@@ -116,18 +119,6 @@ class _Accepted:
     household_id: int | None = None
     facts: dict[str, Any] = field(default_factory=dict)
     retracted_by: int | None = None
-
-
-_LOCK = text(
-    "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT unnest(:keys) AS k ORDER BY 1) AS s"
-).bindparams(bindparam("keys", type_=ARRAY(BigInteger)))
-_PERSON_LOCK, _HOUSEHOLD_LOCK = 1 << 60, 2 << 60
-
-
-async def _lock(session: AsyncSession, namespace: int, ids: set[int]) -> None:
-    """Serialise work on persons, then households, across workers; sorted keys, no deadlock."""
-    if ids:
-        await session.execute(_LOCK, {"keys": sorted(namespace | i for i in ids)})
 
 
 async def process_batch(
@@ -205,7 +196,7 @@ async def process_batch(
         item.persons.append(person_id)
         if role == "subject" and item.subject_person_id is None:
             item.subject_person_id = person_id
-    await _lock(session, _PERSON_LOCK, {p for item in fresh for p in item.persons})
+    await identity_repository.lock_persons(session, {p for item in fresh for p in item.persons})
 
     # 5. Households and the facts each event contributes to the graph.
     addresses = {
@@ -242,6 +233,13 @@ async def process_batch(
         for i in fresh
         if i.valid.event.type in household.GRAPH_TYPES and i.subject_person_id
     } | resolution.rebuild
+    # Persons whose relationships changed (a relationship both ends of which live in the
+    # household is a fact rules can ask about).
+    related = {
+        i.subject_person_id
+        for i in fresh
+        if i.valid.event.type == RELATIONSHIP and i.retracted_by is None and i.subject_person_id
+    }
     for item in fresh:
         if item.valid.event.type != RETRACTION:
             continue
@@ -257,7 +255,10 @@ async def process_batch(
             rebuild.add(target.subject_person_id)
         if target.type == RELATIONSHIP:
             await household_repository.remove_relationships_of_events(session, [target.event_pk])
+            if target.subject_person_id:
+                related.add(target.subject_person_id)
         affected = await alerts_repository.alerts_with_evidence(session, [target.event_pk])
+        metrics.ALERTS_MARKED_FOR_REVIEW.labels("retracted").inc(len(affected))
         changes.extend(
             await alerts.mark_for_review(
                 session, affected, "a supporting event was retracted by its publisher"
@@ -275,6 +276,9 @@ async def process_batch(
 
     # 7. The household graph.
     touched = await household.rebuild_graph(session, rebuild)
+    if related and config.uses_relationships:
+        # A late relationship re-evaluates the households its persons lived in.
+        touched |= await household_repository.households_ever(session, related)
     await household_repository.add_relationships(
         session,
         [
@@ -291,7 +295,24 @@ async def process_batch(
         ],
     )
 
-    # 8. What to evaluate: this batch's trigger events, and the trigger events (within the
+    # 8. Serialise on every household this batch changed or may evaluate, before reading
+    # anything that decides what to evaluate. Of two batches that meet in one household (one
+    # moves a child in, the other brings an adult's trigger event), the one that locks second
+    # reads the other's commit. The persons are locked already, so their homes cannot move.
+    evaluated_types = config.trigger_types | config.history_types
+    concerned = {
+        i.subject_person_id
+        for i in fresh
+        if i.subject_person_id and i.valid.event.type in evaluated_types
+    }
+    locked = (
+        touched
+        | {i.household_id for i in fresh if i.household_id}
+        | await household_repository.households_ever(session, concerned)
+    )
+    await household_repository.lock_households(session, locked)
+
+    # 9. What to evaluate: this batch's trigger events, and the trigger events (within the
     # alerting horizon) of everyone in a household whose membership just changed.
     since = now - config.alerting_horizon
     to_evaluate: dict[int, StoredEvent] = {
@@ -304,6 +325,7 @@ async def process_batch(
             i.valid.event.data,
             i.subject_person_id,
             i.household_id,
+            tuple(i.persons),
         )
         for i in fresh
         if i.valid.event.type in config.trigger_types
@@ -313,7 +335,8 @@ async def process_batch(
     for stored in await _trigger_events_in(session, config, touched, since):
         to_evaluate.setdefault(stored.pk, stored)
     # A late event that a history window counts re-evaluates the trigger events that
-    # followed it in the same household(s), within the window.
+    # followed it in the same household(s), within the window: the households its subject
+    # ever lived in, and the one at whose address it happened (a police incident).
     late = [
         i for i in fresh if i.valid.event.type in config.history_types and i.retracted_by is None
     ]
@@ -321,22 +344,24 @@ async def process_batch(
         earliest = max(since, min(i.valid.event.time for i in late))
         subjects = {i.subject_person_id for i in late if i.subject_person_id}
         homes = await household_repository.households_ever(session, subjects)
+        homes |= {i.household_id for i in late if i.household_id}
         residents = await household_repository.members_ever(session, homes) | subjects
         until = max(i.valid.event.time for i in late) + config.history_window
         for stored in await ingest.events_of(
-            session, residents, config.trigger_types, earliest, until
+            session, residents, config.trigger_types, earliest, until, household_ids=homes
         ):
             to_evaluate.setdefault(stored.pk, stored)
     if to_evaluate:
-        result.alerts = await _evaluate(
-            session, config, list(to_evaluate.values()), touched, audit, now + config.review_after
+        result.alerts, falsified = await _evaluate(
+            session, config, list(to_evaluate.values()), locked, audit, now + config.review_after
         )
+        changes.extend(falsified)
 
-    # 9. Number the new alerts per organisation and write the delivery outbox (last of the
+    # 10. Number the new alerts per organisation and write the delivery outbox (last of the
     # writes: it locks each recipient's counter row until commit).
     await alerts.publish(session, result.alerts, changes)
 
-    # 10. Rejections, audit and offsets, in the same transaction.
+    # 11. Rejections, audit and offsets, in the same transaction.
     rows = []
     for message, invalid in rejected:
         rejection_id = uuid.uuid4()
@@ -375,11 +400,14 @@ async def process_batch(
 async def _trigger_events_in(
     session: AsyncSession, config: PipelineConfig, households: set[int], since: datetime
 ) -> list[StoredEvent]:
-    """The trigger events (within the horizon) of everyone who ever lived in these households."""
+    """The trigger events (within the horizon) of everyone who ever lived in these
+    households, and those recorded at their addresses (a police incident)."""
     if not households:
         return []
     residents = await household_repository.members_ever(session, households)
-    return await ingest.events_of(session, residents, config.trigger_types, since)
+    return await ingest.events_of(
+        session, residents, config.trigger_types, since, household_ids=households
+    )
 
 
 async def reevaluate(
@@ -388,14 +416,15 @@ async def reevaluate(
     """After an identity change made outside a batch (a confirmed match): rebuild these
     persons' graph and re-evaluate the households it touched, exactly as a batch would."""
     touched = await household.rebuild_graph(session, persons)
+    await household_repository.lock_households(session, touched)  # before reading, as a batch
     since = config.clock() - config.alerting_horizon
     events = await _trigger_events_in(session, config, touched, since)
     if not events:
         return []
-    raised = await _evaluate(
+    raised, changes = await _evaluate(
         session, config, events, touched, audit, config.clock() + config.review_after
     )
-    await alerts.publish(session, raised)
+    await alerts.publish(session, raised, changes)
     return raised
 
 
@@ -403,10 +432,15 @@ async def _evaluate(
     session: AsyncSession,
     config: PipelineConfig,
     events: list[StoredEvent],
-    touched: set[int],
+    locked: set[int],
     audit: list[Entry],
     review_by: datetime,
-) -> list[alerts.Raised]:
+) -> tuple[list[alerts.Raised], list[alerts.Change]]:
+    """Evaluate every rule on these trigger events in each household their subject lived in
+    at the event time (or the one at whose address they happened); raise the alerts they
+    imply, and mark for review the alerts that these events supported but no longer do (a
+    late fact made their conditions false). ``locked``: the households the caller holds
+    locks on already."""
     local_dates = [e.time.astimezone(config.timezone).date() for e in events]
     subject_households = await household_repository.households_of(
         session, [(e.subject_person_id or 0, d) for e, d in zip(events, local_dates, strict=True)]
@@ -415,12 +449,30 @@ async def _evaluate(
     for event, on, found in zip(events, local_dates, subject_households, strict=True):
         for household_id in {event.household_id} if event.household_id else set(found):
             targets.append((event, on, household_id))
-    await _lock(session, _HOUSEHOLD_LOCK, touched | {h for _, _, h in targets})
+    # Another resident's trigger event can concern a household the caller did not lock.
+    await household_repository.lock_households(session, {h for _, _, h in targets} - locked)
+    # Persons the events name other than their subject; a merge since may have moved one.
+    named = {e.pk: _named(e) for e in events}
+    moved = await identity_repository.merged_into(
+        session, {p for found in named.values() for _, p in found}
+    )
+    if moved:
+        named = {pk: [(r, moved.get(p, p)) for r, p in found] for pk, found in named.items()}
     births = await identity_repository.birth_dates(
-        session, (e.subject_person_id for e in events if e.subject_person_id)
+        session,
+        {e.subject_person_id for e in events if e.subject_person_id}
+        | {p for found in named.values() for _, p in found},
     )
     snapshots = await household.snapshots(session, [(h, on) for _, on, h in targets])
-    history = await _history(session, config, events, snapshots)
+    # The schools of the persons the events name (a child present at a police incident
+    # may live elsewhere): one read, only when an event names persons.
+    named_on = sorted(
+        {(p, on) for e, on in zip(events, local_dates, strict=True) for _, p in named[e.pk]}
+    )
+    schools = dict(
+        zip(named_on, await household_repository.schools_on(session, named_on), strict=True)
+    )
+    history, at_address = await _history(session, config, events, snapshots)
     matches: list[tuple[TriggerEvent, Candidate]] = []
     for (event, on, _), snapshot in zip(targets, snapshots, strict=True):
         trigger = TriggerEvent(
@@ -432,14 +484,34 @@ async def _evaluate(
             data=event.data,
             subject_person_id=event.subject_person_id,
             subject_age=age_on(births.get(event.subject_person_id or 0), on),
+            named=tuple(
+                NamedPerson(r, p, age_on(births.get(p), on), schools.get((p, on)))
+                for r, p in named[event.pk]
+            ),
         )
         for rule in config.rules:
             if event.type in rule.spec.trigger.types:
                 metrics.RULE_EVALUATIONS.labels(rule.id, rule.version[:12]).inc()
         persons = {m.person_id for m in snapshot.members} | {event.subject_person_id or 0}
         past = [h for p in persons for h in history.get(p, ())]
+        past += [h for h in at_address.get(snapshot.household_id, ()) if h.person_id not in persons]
         matches.extend((trigger, c) for c in evaluate(config.rules, trigger, snapshot, past))
-    return await alerts.apply(session, matches, audit, review_by=review_by)
+    falsified = await alerts.review_unsupported(
+        session,
+        {e.pk for e in events},
+        {(t.event_pk, c.rule.id, c.household_id, c.recipient_key) for t, c in matches},
+        {r.id for r in config.rules},
+        audit,
+    )
+    return await alerts.apply(session, matches, audit, review_by=review_by), falsified
+
+
+def _named(event: StoredEvent) -> list[tuple[str, int]]:
+    """(role, person id) of each person the event names other than its subject."""
+    roles = [role for _, role, _ in person_refs(event.type, event.data)]
+    if len(roles) != len(event.persons):
+        return []
+    return [(r, p) for r, p in zip(roles, event.persons, strict=True) if r != "subject"]
 
 
 async def _history(
@@ -447,26 +519,38 @@ async def _history(
     config: PipelineConfig,
     events: Sequence[StoredEvent],
     snapshots: Sequence[HouseholdSnapshot],
-) -> dict[int, list[HistoryEvent]]:
-    """One read for the whole batch: the history-window events of every person concerned,
-    over the longest window any rule uses."""
+) -> tuple[dict[int, list[HistoryEvent]], dict[int, list[HistoryEvent]]]:
+    """One read for the whole batch: the history-window events of every person concerned
+    and those recorded at the address of every household concerned (a police incident
+    names no subject), over the longest window any rule uses. Returns them by person and
+    by household."""
     if not config.history_window or not events:
-        return {}
+        return {}, {}
     persons = {m.person_id for s in snapshots for m in s.members}
     persons |= {e.subject_person_id for e in events if e.subject_person_id}
+    homes = {s.household_id for s in snapshots}
     start = min(e.time for e in events) - config.history_window
     found = await ingest.events_of(
-        session, persons, config.history_types, start, max(e.time for e in events)
+        session, persons, config.history_types, start, max(e.time for e in events), homes
     )
     by_person: dict[int, list[HistoryEvent]] = defaultdict(list)
+    by_household: dict[int, list[HistoryEvent]] = defaultdict(list)
     for e in found:
+        past = HistoryEvent(
+            e.pk,
+            e.subject_person_id,
+            e.source,
+            e.event_id,
+            e.type,
+            e.time,
+            e.data,
+            e.household_id,
+        )
         if e.subject_person_id is not None:
-            by_person[e.subject_person_id].append(
-                HistoryEvent(
-                    e.pk, e.subject_person_id, e.source, e.event_id, e.type, e.time, e.data
-                )
-            )
-    return by_person
+            by_person[e.subject_person_id].append(past)
+        if e.household_id is not None:
+            by_household[e.household_id].append(past)
+    return by_person, by_household
 
 
 async def _advance_offsets(

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import signal
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -45,6 +47,7 @@ from lookout.rules.model import Rule, load_rules
 from lookout.settings import Settings
 
 log = structlog.get_logger("lookout.worker")
+T = TypeVar("T")
 
 # How often the worker re-sends rejections whose DLQ copy failed (or whose worker died)
 # and refreshes the open-alerts gauge.
@@ -92,6 +95,9 @@ class Worker:
         # Partitions whose stored offset is beyond the log end, with that offset: they stay
         # paused until an operator moves the stored offset (``lookout offsets resume``).
         self.stopped: dict[tuple[str, int], int] = {}
+        # Bumped each time a partition is assigned or revoked: a batch that was running
+        # meanwhile must not write its idea of the position over the new owner's.
+        self.assignments: dict[tuple[str, int], int] = {}
 
     @property
     def config(self) -> PipelineConfig:
@@ -156,17 +162,35 @@ class Worker:
             ),
         )
 
+    async def retrying(self, step: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run ``attempt`` until it succeeds, backing off while the database or the broker
+        is unreachable (a worker started during an outage waits for it; it never exits)."""
+        delay = 0.2
+        while True:
+            try:
+                return await attempt()
+            except Exception as exc:
+                if not _retriable(exc):
+                    raise
+                log.warning("retrying", step=step, error=safe_error(exc), delay_s=round(delay, 2))
+                await asyncio.sleep(delay + random.uniform(0, delay / 2))  # noqa: S311
+                delay = min(delay * 2, self.settings.retry_backoff_max_s)
+
     async def run(self) -> None:
         s = self.settings
         engine = create_engine(s.database_url, pool_size=2)
         self._sessions = session_factory(engine)
-        await kafka.ensure_topics(
-            s.kafka_bootstrap_servers,
-            {s.events_topic: s.events_partitions, s.dlq_topic: s.events_partitions},
+        await self.retrying(
+            "create topics",
+            lambda: kafka.ensure_topics(
+                s.kafka_bootstrap_servers,
+                {s.events_topic: s.events_partitions, s.dlq_topic: s.events_partitions},
+            ),
         )
-        self._config = await self._pipeline_config(
-            await kafka.cluster_id(s.kafka_bootstrap_servers)
+        cluster = await self.retrying(
+            "read cluster id", lambda: kafka.cluster_id(s.kafka_bootstrap_servers)
         )
+        self._config = await self.retrying("load rules", lambda: self._pipeline_config(cluster))
         self._producer = AIOKafkaProducer(**kafka.producer_config(s.kafka_bootstrap_servers))
         await self._producer.start()
         self._consumer = AIOKafkaConsumer(
@@ -183,6 +207,8 @@ class Worker:
             metrics.REJECTIONS.labels(reason.value)
         for rule in self.config.rules:
             metrics.ALERTS_UNDELIVERABLE.labels(rule.id)
+        for why in ("retracted", "falsified"):
+            metrics.ALERTS_MARKED_FOR_REVIEW.labels(why)
         self._consumer.subscribe([s.events_topic], listener=_Rebalance(self))
         await self._consumer.start()
         log.info(
@@ -196,12 +222,12 @@ class Worker:
             next_sweep = next_resume_check = 0.0
             while not self.stopping.is_set():
                 if loop.time() >= next_sweep:
-                    await self.housekeeping()
+                    await self.retrying("housekeeping", self.housekeeping)
                     next_sweep = loop.time() + HOUSEKEEPING_INTERVAL_S
                 if self._rules_changed.is_set():
-                    await self.refresh_rules()
+                    await self.retrying("switch rules", self.refresh_rules)
                 if self.stopped and loop.time() >= next_resume_check:
-                    await self.resume_moved_partitions()
+                    await self.retrying("resume partitions", self.resume_moved_partitions)
                     next_resume_check = loop.time() + 2.0
                 try:
                     records = await self._consumer.getmany(
@@ -248,6 +274,7 @@ class Worker:
         self, messages: Sequence[Message], ranges: dict[tuple[str, int], tuple[int, int]]
     ) -> None:
         delay = 0.2
+        generation = {key: self.assignments.get(key, 0) for key in ranges}
         while True:
             started = asyncio.get_running_loop().time()
             try:
@@ -273,7 +300,10 @@ class Worker:
                 continue
             break
         for key, (_, last) in ranges.items():
-            self.positions[key] = Position(self.config.cluster_id, last + 1)
+            # Revoked (or revoked and assigned again) while the batch ran: the listener has
+            # dropped or re-read the stored position; keep what it did.
+            if self.assignments.get(key, 0) == generation[key]:
+                self.positions[key] = Position(self.config.cluster_id, last + 1)
         now = datetime.now(UTC)
         for raised in result.alerts:
             metrics.EVENT_TO_ALERT_SECONDS.observe((now - raised.trigger_time).total_seconds())
@@ -473,18 +503,27 @@ class Worker:
                         ],
                     )
         self.positions[(tp.topic, tp.partition)] = stored
+        self.assignments[(tp.topic, tp.partition)] = (
+            self.assignments.get((tp.topic, tp.partition), 0) + 1
+        )
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
-        cluster = await kafka.cluster_id(self.settings.kafka_bootstrap_servers)
+        # Retried here: aiokafka only logs a listener's exception, and a partition left
+        # without a seek would never be read until the next rebalance.
+        cluster = await self.retrying(
+            "read cluster id", lambda: kafka.cluster_id(self.settings.kafka_bootstrap_servers)
+        )
         if cluster != self.config.cluster_id:
-            self._config = await self._pipeline_config(cluster)
+            self._config = await self.retrying("load rules", lambda: self._pipeline_config(cluster))
         for tp in sorted(assigned, key=lambda t: t.partition):
-            await self.assign(tp)
+            await self.retrying("seek to the stored offset", functools.partial(self.assign, tp))
         metrics.WORKER_UP.set(len(self.positions))
         log.info("partitions assigned", partitions=sorted(tp.partition for tp in assigned))
 
     def on_revoked(self, revoked: set[TopicPartition]) -> None:
         for tp in revoked:
+            key = (tp.topic, tp.partition)
+            self.assignments[key] = self.assignments.get(key, 0) + 1
             self.positions.pop((tp.topic, tp.partition), None)
             self.stopped.pop((tp.topic, tp.partition), None)
             for gauge in (metrics.CONSUMER_LAG, metrics.PARTITION_STOPPED):

@@ -7,7 +7,7 @@ organisations: list endpoints only ever show the caller's own objects."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,8 @@ from tests.factories import (
     NOW,
     ORGS_BY_KIND,
     OTHER_LA,
+    OTHER_SCHOOL_URN,
+    SCHOOL_URN,
     client_token,
     ed_attendance,
     person,
@@ -33,6 +35,7 @@ from lookout.alerts.models import Alert
 from lookout.api.permissions import PERMISSIONS, Permission
 from lookout.audit.service import Actor
 from lookout.delivery import service as delivery
+from lookout.household.models import Enrolment
 from lookout.ingest import repository as ingest
 from lookout.orgs.models import OrgKind
 from lookout.settings import Settings
@@ -44,7 +47,7 @@ pytestmark = pytest.mark.asyncio
 class Call:
     name: str
     method: str
-    path: str  # may hold {alert}, {subscription} or {rejection}
+    path: str  # may hold {alert}, {subscription}, {rejection}, {household} or {person}
     permission: Permission
     body: Callable[[str], Any] | None = None  # org id -> JSON body
     owned: bool = True  # the path names an object owned by an organisation
@@ -106,7 +109,24 @@ CALLS = [
         "/v1/rejections/{rejection}/replay",
         Permission.rejections_replay,
     ),
+    Call("read household", "GET", "/v1/households/{household}", Permission.households_read),
+    Call("read person", "GET", "/v1/persons/{person}", Permission.households_read),
+    Call(
+        "possible matches",
+        "GET",
+        "/v1/identity/possible-matches",
+        Permission.identity_review,
+        owned=False,
+    ),
     Call("read audit trail", "GET", "/v1/audit", Permission.audit_read, owned=False),
+    Call(
+        "who has seen a person",
+        "GET",
+        "/v1/audit/persons/{person}/access",
+        Permission.audit_read,
+        owned=False,
+    ),
+    Call("verify audit trail", "GET", "/v1/audit/verify", Permission.audit_verify, owned=False),
     Call(
         "list organisations",
         "GET",
@@ -154,10 +174,17 @@ async def test_no_endpoint_crosses_organisations_or_kinds(
             await session.execute(
                 update(Alert).where(Alert.id == first).values(recipient_org_id=school)
             )
-        alerts = {
-            org: alert_id
-            for alert_id, org in (await session.execute(select(Alert.id, Alert.recipient_org_id)))
-        }
+        rows = (
+            await session.execute(
+                select(Alert.id, Alert.recipient_org_id, Alert.household_id, Alert.children)
+            )
+        ).all()
+        alerts = {org: alert_id for alert_id, org, _, _ in rows}
+        households = {org: household for _, org, household, _ in rows}
+        children = {org: kids[0] for _, org, _, kids in rows}
+        # A school sees its own pupils only: the child of its alert is one.
+        for school, urn in (("test-school", SCHOOL_URN), ("other-school", OTHER_SCHOOL_URN)):
+            session.add(Enrolment(person_id=children[school], school_urn=urn, dsl_org_id=school))
         subscriptions: dict[str | None, uuid.UUID] = {}
         for org in ("hackney-cs", "barking-cs", "test-school", "other-school"):
             created, _ = await delivery.create(
@@ -186,10 +213,12 @@ async def test_no_endpoint_crosses_organisations_or_kinds(
                     }
                 ],
             )
-    objects: dict[str, dict[str | None, uuid.UUID]] = {
+    objects: dict[str, Mapping[str | None, uuid.UUID | int]] = {
         "alert": dict(alerts),
         "subscription": subscriptions,
         "rejection": rejections,
+        "household": households,
+        "person": children,
     }
 
     wrong: list[str] = []
@@ -257,7 +286,11 @@ async def test_no_endpoint_crosses_organisations_or_kinds(
     async with httpx.AsyncClient(base_url=api_url) as http:
         for call in CALLS:
             path = call.path.format(
-                alert=uuid.uuid4(), subscription=uuid.uuid4(), rejection=uuid.uuid4()
+                alert=uuid.uuid4(),
+                subscription=uuid.uuid4(),
+                rejection=uuid.uuid4(),
+                household=1,
+                person=1,
             )
             answer = await http.request(call.method, path)
             if answer.status_code != 401:

@@ -101,3 +101,44 @@ def test_arbitrary_bytes_never_raise(raw: bytes) -> None:
 )
 def test_arbitrary_json_never_raises(document: Any) -> None:
     assert isinstance(check(json.dumps(document).encode()), Valid | Invalid)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (lambda e: e.update(id="a\x00b"), Reason.invalid_envelope),
+        (lambda e: e.update(subject="\x00"), Reason.invalid_envelope),
+        (lambda e: e.update({"ext\x00": "x"}), Reason.invalid_envelope),
+        (lambda e: e["data"]["patient"].update(given_name="Sa\x00rah"), Reason.schema_violation),
+        (lambda e: e["data"].update(presenting_reasons=["alcohol\x00"]), Reason.schema_violation),
+    ],
+)
+def test_a_nul_character_is_rejected_before_it_can_poison_a_batch(
+    mutate: Any, reason: Reason
+) -> None:
+    """PostgreSQL text and jsonb cannot hold U+0000: found by the fuzz test, such an event
+    failed its batch's INSERT on every retry and stopped the worker."""
+    event = good()
+    mutate(event)
+    outcome = check(orjson.dumps(event))
+    assert isinstance(outcome, Invalid)
+    assert outcome.reason == reason
+    assert "\x00" not in (outcome.event_id or "")  # the rejection row can be stored
+
+
+def test_a_rejection_keeps_the_attributes_cut_to_what_its_row_can_hold() -> None:
+    """Found by the fuzz test: a 3,000-character id failed the rejection's INSERT."""
+    event = good()
+    event.update(id="i" * 3000, source="s" * 3000, type="t" * 3000)
+    outcome = check(orjson.dumps(event))
+    assert isinstance(outcome, Invalid)
+    assert outcome.reason == Reason.invalid_envelope
+    assert (len(outcome.event_id or ""), len(outcome.source or "")) == (200, 255)
+    assert len(outcome.event_type or "") == 120
+
+
+def test_an_event_nested_too_deeply_to_hash_is_rejected() -> None:
+    """Found by the fuzz test: orjson reads 1,024 levels but writes 254, so hashing such an
+    event raised and stopped the worker on every restart."""
+    raw = orjson.dumps(good())[:-1] + b', "ext": ' + b"[" * 600 + b"]" * 600 + b"}"
+    assert reason_of(raw) == Reason.invalid_envelope

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lookout.alerts.models import Alert, AlertEvidence, AlertNote, AlertStatus, OrgSequence
 from lookout.delivery.models import AlertEvent
+from lookout.household.models import Enrolment
 from lookout.ingest.models import Event
 from lookout.orgs.models import Organisation, OrgKind
 
@@ -33,6 +34,86 @@ async def children_services_by_la(session: AsyncSession, la_codes: Iterable[str]
         if la_code is not None:
             found.setdefault(la_code, org_id)
     return found
+
+
+async def schools_by_urn(session: AsyncSession, urns: Iterable[str]) -> dict[str, str]:
+    """The organisation of each school: the one registered with its URN (``--kind school
+    --school-urn URN``), else the registered school organisation that its enrolment events
+    name as the designated safeguarding lead (``dsl_org_id``; the first by id)."""
+    codes = list(set(urns))
+    if not codes:
+        return {}
+    rows = await session.execute(
+        select(Organisation.school_urn, Organisation.id).where(
+            Organisation.kind == OrgKind.school, Organisation.school_urn.in_(codes)
+        )
+    )
+    found = {urn: org_id for urn, org_id in rows if urn is not None}
+    missing = [c for c in codes if c not in found]
+    if missing:
+        named = await session.execute(
+            select(Enrolment.school_urn, func.min(Organisation.id))
+            .join(Organisation, Organisation.id == Enrolment.dsl_org_id)
+            .where(Organisation.kind == OrgKind.school, Enrolment.school_urn.in_(missing))
+            .group_by(Enrolment.school_urn)
+        )
+        found |= {urn: org_id for urn, org_id in named if org_id is not None}
+    return found
+
+
+async def recipients(session: AsyncSession, keys: Iterable[str]) -> dict[str, str]:
+    """The organisation for each recipient key (``children_services:<LA code>``,
+    ``school:<URN>``); keys with no registered organisation are left out."""
+    by_kind: dict[str, set[str]] = {}
+    for key in keys:
+        kind, _, value = key.partition(":")
+        by_kind.setdefault(kind, set()).add(value)
+    found = {
+        f"children_services:{la}": org
+        for la, org in (
+            await children_services_by_la(session, by_kind.get("children_services", ()))
+        ).items()
+    }
+    found |= {
+        f"school:{urn}": org
+        for urn, org in (await schools_by_urn(session, by_kind.get("school", ()))).items()
+    }
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Supported:
+    """An alert, and the events that are its evidence."""
+
+    id: uuid.UUID
+    rule_id: str
+    household_id: int
+    recipient_key: str
+    evidence: tuple[int, ...]
+
+
+async def unreviewed_alerts_with_evidence(
+    session: AsyncSession, event_pks: Iterable[int]
+) -> list[Supported]:
+    """Alerts not yet marked for review that hold any of these events as evidence, each
+    with all of its evidence events."""
+    pks = list(set(event_pks))
+    if not pks:
+        return []
+    held = select(AlertEvidence.alert_id).where(AlertEvidence.event_id.in_(pks))
+    rows = await session.execute(
+        select(
+            Alert.id,
+            Alert.rule_id,
+            Alert.household_id,
+            Alert.recipient_key,
+            func.array_agg(AlertEvidence.event_id),
+        )
+        .join(AlertEvidence, AlertEvidence.alert_id == Alert.id)
+        .where(Alert.id.in_(held), Alert.review_reason.is_(None))
+        .group_by(Alert.id)
+    )
+    return [Supported(r[0], r[1], r[2], r[3], tuple(r[4])) for r in rows]
 
 
 async def insert_open_alert(session: AsyncSession, values: dict[str, Any]) -> uuid.UUID | None:

@@ -40,9 +40,7 @@ async def apply(
     closed, a match raises a new alert only if its event is not already evidence of the
     closed alert and it falls outside the rule's cool-down after the closure."""
     raised: list[Raised] = []
-    recipients = await repository.children_services_by_la(
-        session, (c.recipient_key.split(":", 1)[1] for _, c in matches)
-    )
+    recipients = await repository.recipients(session, (c.recipient_key for _, c in matches))
     for event, candidate in sorted(matches, key=lambda m: (m[0].time, m[0].event_pk, m[1].rule.id)):
         rule = candidate.rule
         key = (rule.id, candidate.household_id, candidate.recipient_key)
@@ -51,7 +49,7 @@ async def apply(
             cooldown_start = event.time - timedelta(days=rule.spec.cooldown_days)
             if await repository.suppressed_by_closed(session, *key, event.event_pk, cooldown_start):
                 continue
-            org_id = recipients.get(candidate.recipient_key.split(":", 1)[1])
+            org_id = recipients.get(candidate.recipient_key)
             alert_id = await repository.insert_open_alert(
                 session,
                 {
@@ -62,7 +60,7 @@ async def apply(
                     "household_id": candidate.household_id,
                     "recipient_key": candidate.recipient_key,
                     "recipient_org_id": org_id,
-                    "summary": " ".join(rule.spec.summary.split()),
+                    "summary": candidate.summary or " ".join(rule.spec.summary.split()),
                     "children": list(candidate.children),
                     "explanation": candidate.explanation,
                     "trigger_event_id": event.event_pk,
@@ -134,6 +132,43 @@ async def mark_for_review(
         Change(alert_id, org_id, EventType.updated, {"change": "marked_for_review"})
         for alert_id, org_id in marked
     ]
+
+
+FALSIFIED = "its conditions no longer hold: a later fact changed the picture (re-evaluated)"
+
+
+async def review_unsupported(
+    session: AsyncSession,
+    evaluated: set[int],
+    supported: set[tuple[int, str, int, str]],
+    rule_ids: set[str],
+    audit: list[Entry],
+) -> list[Change]:
+    """Mark for review (never delete) every alert whose evidence was all just re-evaluated
+    and none of it still matches: a late fact (a residence ended before the event, a
+    relationship, a flag, an enrolment, an identity change) made its conditions false.
+
+    ``supported`` holds (event, rule, household, recipient key) of every match of this
+    evaluation; an alert whose evidence includes an event not in ``evaluated`` keeps that
+    support (it was not looked at again), and alerts of rules no longer in the live set
+    are left alone."""
+    falsified = [
+        a.id
+        for a in await repository.unreviewed_alerts_with_evidence(session, evaluated)
+        if a.rule_id in rule_ids
+        and all(
+            e in evaluated and (e, a.rule_id, a.household_id, a.recipient_key) not in supported
+            for e in a.evidence
+        )
+    ]
+    if not falsified:
+        return []
+    audit.extend(
+        Entry(Action.alert_marked_for_review, "alert", str(a), details={"reason": "falsified"})
+        for a in falsified
+    )
+    metrics.ALERTS_MARKED_FOR_REVIEW.labels("falsified").inc(len(falsified))
+    return await mark_for_review(session, falsified, FALSIFIED)
 
 
 async def publish(

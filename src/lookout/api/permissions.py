@@ -32,10 +32,20 @@ class Permission(StrEnum):
     rejections_replay = "rejections:replay"
     undeliverable_read = "undeliverable:read"
     organisations_manage = "organisations:manage"
-    audit_read = "audit:read"
+    audit_read = "audit:read"  # the audit trail and who-has-seen reports
+    audit_verify = "audit:verify"
+    households_read = "households:read"  # households and persons of own alerts only
+    identity_review = "identity:review"  # also granted per organisation in settings
 
 
-_RECIPIENT = frozenset({Permission.alerts_read, Permission.alerts_work, Permission.subscriptions})
+_RECIPIENT = frozenset(
+    {
+        Permission.alerts_read,
+        Permission.alerts_work,
+        Permission.subscriptions,
+        Permission.households_read,
+    }
+)
 
 PERMISSIONS: Mapping[str, frozenset[Permission]] = {
     OrgKind.agency: frozenset({Permission.events_publish, Permission.rejections_read}),
@@ -48,9 +58,11 @@ PERMISSIONS: Mapping[str, frozenset[Permission]] = {
             Permission.rejections_all,
             Permission.rejections_replay,
             Permission.undeliverable_read,
+            Permission.identity_review,
+            Permission.audit_verify,
         }
     ),
-    OrgKind.auditor: frozenset({Permission.audit_read}),
+    OrgKind.auditor: frozenset({Permission.audit_read, Permission.audit_verify}),
 }
 
 
@@ -80,7 +92,15 @@ def require(permission: Permission) -> Callable[..., Awaitable[Principal]]:
             await record(
                 session,
                 actor,
-                [Entry(Action.request_denied, "permission", permission.value, outcome="forbidden")],
+                [
+                    Entry(
+                        Action.request_denied,
+                        "permission",
+                        permission.value,
+                        outcome="forbidden",
+                        details={"reason": "kind_lacks_permission", "kind": principal.org_kind},
+                    )
+                ],
             )
             raise Forbidden(
                 f"organisations of kind {principal.org_kind!r} may not do this "

@@ -8,13 +8,14 @@ import binascii
 import csv
 import io
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import orjson
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from lookout import metrics
-from lookout.api.deps import ActorDep, PrincipalDep, SessionDep, SettingsDep
+from lookout.api.deps import ActorDep, SessionDep, SettingsDep
+from lookout.api.permissions import DENIED_RESPONSES, Permission, require
 from lookout.audit import repository, signing
 from lookout.audit.actions import Action
 from lookout.audit.models import AuditRecord
@@ -26,40 +27,14 @@ from lookout.audit.schemas import (
     AuditRecordOut,
     VerifyOut,
 )
-from lookout.audit.service import Actor, Entry, record
+from lookout.audit.service import Entry, record
 from lookout.audit.verify import verify
-from lookout.errors import Forbidden, LookoutError, NotFound
-from lookout.orgs.models import OrgKind
-from lookout.orgs.security import Principal
+from lookout.errors import LookoutError, NotFound
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
-READERS = frozenset({OrgKind.auditor.value})
-VERIFIERS = frozenset({OrgKind.auditor.value, OrgKind.operator.value})
 ACCESS_LIMIT = 10_000
-_FORBIDDEN: dict[int | str, dict[str, Any]] = {
-    403: {"description": "Your organisation's kind may not read the audit trail"}
-}
-
-
-async def _require(
-    session: SessionDep, actor: Actor, principal: Principal, kinds: frozenset[str], what: str
-) -> None:
-    if principal.org_kind not in kinds:
-        await record(
-            session,
-            actor,
-            [
-                Entry(
-                    Action.request_denied,
-                    "audit",
-                    None,
-                    outcome="forbidden",
-                    details={"reason": "kind_lacks_permission", "kind": principal.org_kind},
-                )
-            ],
-        )
-        raise Forbidden(f"only {' or '.join(sorted(kinds))} organisations may {what}")
+_READERS = [Depends(require(Permission.audit_read))]
 
 
 def _encode_cursor(seq: int) -> str:
@@ -80,12 +55,12 @@ def _decode_cursor(cursor: str) -> int:
     "",
     response_model=AuditPage,
     summary="Read the audit trail in sequence order (auditors)",
-    responses=_FORBIDDEN,
+    dependencies=_READERS,
+    responses=DENIED_RESPONSES,
 )
 async def list_audit(
     session: SessionDep,
     actor: ActorDep,
-    principal: PrincipalDep,
     settings: SettingsDep,
     actor_org: Annotated[str | None, Query(max_length=64, description="Acting org")] = None,
     actor_client: Annotated[str | None, Query(max_length=64)] = None,
@@ -99,7 +74,6 @@ async def list_audit(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> AuditPage:
-    await _require(session, actor, principal, READERS, "read the audit trail")
     after = _decode_cursor(cursor) if cursor else 0
     limit = min(limit, max(settings.page_size_max, 1))
     filters = repository.Filters(
@@ -220,8 +194,9 @@ def _csv(report: AccessReport) -> str:
         "The alerts whose children include the person, and every audited read, list or "
         "action on them. CSV with `Accept: text/csv` or `?format=csv`."
     ),
+    dependencies=_READERS,
     responses={
-        **_FORBIDDEN,
+        **DENIED_RESPONSES,
         404: {"description": "No such person"},
         200: {"content": {"text/csv": {}}, "description": "The report"},
     },
@@ -231,10 +206,8 @@ async def person_access(
     request: Request,
     session: SessionDep,
     actor: ActorDep,
-    principal: PrincipalDep,
     format: Annotated[Literal["json", "csv"] | None, Query()] = None,
 ) -> AccessReport | Response:
-    await _require(session, actor, principal, READERS, "read the audit trail")
     as_csv = format == "csv" or (format is None and "text/csv" in request.headers.get("accept", ""))
     if not await repository.person_exists(session, person_id):
         await record(
@@ -283,12 +256,10 @@ async def person_access(
     "/verify",
     response_model=VerifyOut,
     summary="Verify the whole audit trail: every link and every signed checkpoint",
-    responses={403: {"description": "Only auditors and operators may verify"}},
+    dependencies=[Depends(require(Permission.audit_verify))],
+    responses=DENIED_RESPONSES,
 )
-async def verify_audit(
-    session: SessionDep, actor: ActorDep, principal: PrincipalDep, settings: SettingsDep
-) -> VerifyOut:
-    await _require(session, actor, principal, VERIFIERS, "verify the audit trail")
+async def verify_audit(session: SessionDep, actor: ActorDep, settings: SettingsDep) -> VerifyOut:
     report = await verify(session, signing.verify_key(settings), signing.checkpoint_dir(settings))
     metrics.AUDIT_VERIFICATIONS.labels("ok" if report.ok else "failed").inc()
     await record(

@@ -6,10 +6,11 @@ from datetime import date
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lookout.api.deps import ActorDep, PrincipalDep, SessionDep, SettingsDep
+from lookout.api.permissions import DENIED_RESPONSES, Permission, require
 from lookout.household import service
 from lookout.household.schemas import HouseholdOut
 from lookout.orgs import repository as orgs_repository
@@ -39,7 +40,9 @@ async def reader_of(session: AsyncSession, principal: Principal) -> service.Read
     "/{household_id}",
     response_model=HouseholdOut,
     summary="Read a household as of a date within the period of an alert you hold about it",
+    dependencies=[Depends(require(Permission.households_read))],
     responses={
+        **DENIED_RESPONSES,
         403: {"description": "as_of is outside the periods of your alerts about it"},
         404: {"description": "You hold no alert about this household"},
     },

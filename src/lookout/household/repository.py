@@ -14,6 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import BigInteger, Date
 
+from lookout.db import advisory_locks
 from lookout.household.models import Enrolment, Flag, Household, Relationship, Residence
 from lookout.ingest.models import Event
 
@@ -166,6 +167,14 @@ async def replace_enrolments(
     return {p.person_id for p in before.symmetric_difference(periods)}
 
 
+HOUSEHOLD_LOCK = 2 << 60  # advisory-lock namespace of households (persons: 1 << 60)
+
+
+async def lock_households(session: AsyncSession, household_ids: Iterable[int]) -> None:
+    """Serialise evaluation of these households across workers; take persons' locks first."""
+    await advisory_locks(session, HOUSEHOLD_LOCK, household_ids)
+
+
 async def households_ever(session: AsyncSession, person_ids: Iterable[int]) -> set[int]:
     """Every household these persons have lived in."""
     ids = list(set(person_ids))
@@ -241,6 +250,38 @@ _SNAPSHOT = text(
 ).bindparams(
     bindparam("household_ids", type_=ARRAY(BigInteger)), bindparam("dates", type_=ARRAY(Date))
 )
+
+
+_SCHOOLS = text(
+    """
+    SELECT q.idx,
+        (SELECT e.school_urn FROM enrolments e
+         WHERE e.person_id = q.person_id
+            AND (e.valid_from IS NULL OR e.valid_from <= q.on_date)
+            AND (e.valid_to IS NULL OR e.valid_to > q.on_date)
+         ORDER BY COALESCE(e.valid_from, DATE '0001-01-01') DESC, e.school_urn DESC
+         LIMIT 1)
+    FROM unnest(:person_ids, :dates) WITH ORDINALITY AS q(person_id, on_date, idx)
+    """
+).bindparams(
+    bindparam("person_ids", type_=ARRAY(BigInteger)), bindparam("dates", type_=ARRAY(Date))
+)
+
+
+async def schools_on(
+    session: AsyncSession, queries: Sequence[tuple[int, date]]
+) -> list[str | None]:
+    """Each (person, date)'s school on that date (the latest enrolment in force, as in a
+    household snapshot), or None. One round trip."""
+    found: list[str | None] = [None for _ in queries]
+    if not queries:
+        return found
+    rows = await session.execute(
+        _SCHOOLS, {"person_ids": [q[0] for q in queries], "dates": [q[1] for q in queries]}
+    )
+    for idx, urn in rows:
+        found[idx - 1] = urn
+    return found
 
 
 def _on(value: str | None) -> date | None:

@@ -11,11 +11,12 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lookout import pipeline
 from lookout.api.deps import ActorDep, PrincipalDep, SessionDep, SettingsDep
+from lookout.api.permissions import DENIED_RESPONSES, Permission, allowed, require
 from lookout.audit.actions import Action
 from lookout.audit.service import Actor, Entry, record
 from lookout.errors import Forbidden
@@ -34,7 +35,6 @@ from lookout.identity.schemas import (
 )
 from lookout.ingest import repository as ingest
 from lookout.ingest.catalogue import Catalogue
-from lookout.orgs.models import OrgKind
 from lookout.orgs.security import Principal
 from lookout.rules.model import load_rules
 from lookout.settings import Settings
@@ -51,7 +51,7 @@ async def _require_reviewer(
     session: AsyncSession, actor: Actor, principal: Principal, settings: Settings
 ) -> None:
     if (
-        principal.org_kind == OrgKind.operator
+        allowed(principal.org_kind, Permission.identity_review)
         or principal.org_id in settings.identity_reviewer_orgs
     ):
         return
@@ -265,7 +265,9 @@ async def unlink_and_rebuild(
     "/{person_id}",
     response_model=PersonOut,
     summary="Read a person as of a date within the period of an alert about their household",
+    dependencies=[Depends(require(Permission.households_read))],
     responses={
+        **DENIED_RESPONSES,
         403: {"description": "as_of is outside the periods of your alerts"},
         404: {"description": "You hold no alert about a household of this person"},
     },

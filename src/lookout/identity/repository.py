@@ -24,6 +24,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import BigInteger
 
+from lookout.db import advisory_locks
 from lookout.household.models import Relationship
 from lookout.identity.models import (
     IdentityMerge,
@@ -37,18 +38,12 @@ from lookout.ingest.models import Event
 
 Key = tuple[str, str]
 
-# The advisory-lock namespace for persons (shared with the pipeline's lock of persons).
-PERSON_LOCK = 1 << 60
-_LOCK = text(
-    "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT unnest(:keys) AS k ORDER BY 1) AS s"
-).bindparams(bindparam("keys", type_=ARRAY(BigInteger)))
+PERSON_LOCK = 1 << 60  # advisory-lock namespace of persons (households: 2 << 60)
 
 
 async def lock_persons(session: AsyncSession, person_ids: Iterable[int]) -> None:
-    """Serialise identity changes to these persons across workers (sorted: no deadlock)."""
-    ids = sorted({p for p in person_ids if p > 0})
-    if ids:
-        await session.execute(_LOCK, {"keys": [PERSON_LOCK | i for i in ids]})
+    """Serialise work on these persons across workers and API calls."""
+    await advisory_locks(session, PERSON_LOCK, person_ids)
 
 
 _OWNERS = text(
@@ -467,6 +462,20 @@ async def persons(session: AsyncSession, person_ids: Iterable[int]) -> dict[int,
         return {}
     rows = await session.execute(select(Person).where(Person.id.in_(ids)))
     return {p.id: p for p in rows.scalars()}
+
+
+async def merged_into(session: AsyncSession, person_ids: Iterable[int]) -> dict[int, int]:
+    """For those of these persons that were merged, the live person each now is (merges
+    flatten chains, so one hop). Events keep the ids they named when they arrived."""
+    ids = list(set(person_ids))
+    if not ids:
+        return {}
+    rows = await session.execute(
+        select(Person.id, Person.merged_into).where(
+            Person.id.in_(ids), Person.merged_into.is_not(None)
+        )
+    )
+    return {r.id: r.merged_into for r in rows if r.merged_into is not None}
 
 
 async def birth_dates(session: AsyncSession, person_ids: Iterable[int]) -> dict[int, date | None]:

@@ -24,10 +24,10 @@ from lookout.api.deps import ActorDep, PrincipalDep, SessionDep, SettingsDep
 from lookout.api.permissions import DENIED_RESPONSES, Permission, allowed, require
 from lookout.audit.actions import Action
 from lookout.audit.service import Entry, record
-from lookout.errors import LookoutError, NotFound
-from lookout.ingest import repository
+from lookout.errors import LookoutError
+from lookout.ingest import rejections
 from lookout.ingest.catalogue import Catalogue
-from lookout.ingest.validation import Invalid, Reason, validate_document
+from lookout.ingest.validation import TOO_DEEP, Invalid, Reason, Valid, validate_document
 from lookout.orgs import repository as orgs
 
 router = APIRouter(prefix="/v1", tags=["publishers"])
@@ -127,17 +127,23 @@ async def publish_events(
     results: list[EventResult] = []
     to_send: list[tuple[bytes, bytes]] = []
     for index, event in enumerate(events):
-        raw = orjson.dumps(event)
-        outcome = (
-            Invalid(Reason.too_large, f"the event is over {settings.max_event_bytes} bytes")
-            if len(raw) > settings.max_event_bytes
-            else validate_document(
-                event,
-                catalogue=catalogue,
-                now=now,
-                max_skew=timedelta(seconds=settings.max_future_skew_s),
+        outcome: Valid | Invalid
+        try:
+            raw = orjson.dumps(event)
+        except orjson.JSONEncodeError:  # found by the fuzz test: it was a 500
+            raw, outcome = b"", Invalid(Reason.invalid_envelope, TOO_DEEP)
+        else:
+            outcome = (
+                Invalid(Reason.too_large, f"the event is over {settings.max_event_bytes} bytes")
+                if len(raw) > settings.max_event_bytes
+                else validate_document(
+                    event,
+                    catalogue=catalogue,
+                    now=now,
+                    max_skew=timedelta(seconds=settings.max_future_skew_s),
+                    raw=raw,
+                )
             )
-        )
         if not isinstance(outcome, Invalid) and outcome.event.source != own_source:
             outcome = Invalid(
                 Reason.unknown_source,
@@ -219,17 +225,13 @@ async def list_rejections(
     reason: Annotated[Reason | None, Query()] = None,
 ) -> RejectionPage:
     source = await _own_source(session, principal.org_id, principal.org_kind)
-    rows = await repository.rejections_page(
+    rows = await rejections.list_rejections(
         session,
+        actor,
         source=source,
         limit=limit,
         before=before,
         reason=reason.value if reason else None,
-    )
-    await record(
-        session,
-        actor,
-        [Entry(Action.rejection_listed, "rejection", None, details={"count": len(rows)})],
     )
     items = [RejectionOut.model_validate(r, from_attributes=True) for r in rows]
     return RejectionPage(
@@ -257,16 +259,6 @@ async def replay(
     request: Request, rejection_id: uuid.UUID, session: SessionDep, actor: ActorDep
 ) -> ReplayOut:
     settings = request.app.state.settings
-    rejection = await repository.rejection(session, rejection_id)
-    if rejection is None or rejection.raw is None:
-        raise NotFound("no such rejection (or its bytes were purged under retention)")
     producer: AIOKafkaProducer = request.app.state.producer
-    await producer.send_and_wait(
-        settings.events_topic, value=rejection.raw, key=rejection.kafka_key
-    )
-    await record(
-        session,
-        actor,
-        [Entry(Action.rejection_replayed, "rejection", str(rejection_id))],
-    )
+    await rejections.replay(session, actor, producer, settings.events_topic, rejection_id)
     return ReplayOut(id=rejection_id, republished_to=settings.events_topic)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, text, tuple_, update
+from sqlalchemy import ColumnElement, func, insert, or_, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lookout.ingest.models import ConsumerOffset, Event, Rejection
@@ -124,6 +124,9 @@ class StoredEvent:
     data: dict[str, Any]
     subject_person_id: int | None
     household_id: int | None
+    # Every person the event names, in the order of ``person_refs`` (when it names more
+    # than its subject); the roles come from the payload.
+    persons: tuple[int, ...] = ()
 
 
 async def events_of(
@@ -132,12 +135,17 @@ async def events_of(
     types: Iterable[str],
     since: datetime,
     until: datetime | None = None,
+    household_ids: Iterable[int] = (),
 ) -> list[StoredEvent]:
-    """Unretracted events of these types about these persons, from ``since`` (to ``until``)."""
-    ids, kinds = list(set(person_ids)), list(set(types))
-    if not ids or not kinds:
+    """Unretracted events of these types about these persons, or recorded at these
+    households' addresses, from ``since`` (to ``until``)."""
+    ids, kinds, homes = list(set(person_ids)), list(set(types)), list(set(household_ids))
+    if not (ids or homes) or not kinds:
         return []
     window = [Event.event_time >= since] + ([Event.event_time <= until] if until else [])
+    whose: ColumnElement[bool] = Event.subject_person_id.in_(ids)
+    if homes:
+        whose = or_(whose, Event.household_id.in_(homes))
     rows = await session.execute(
         select(
             Event.id,
@@ -148,22 +156,39 @@ async def events_of(
             Event.data,
             Event.subject_person_id,
             Event.household_id,
+            Event.facts["persons"],
         ).where(
-            Event.subject_person_id.in_(ids),
+            whose,
             Event.type.in_(kinds),
             *window,
             Event.retracted_by.is_(None),
             Event.data.is_not(None),
         )
     )
-    return [StoredEvent(*r) for r in rows]
+    return [
+        StoredEvent(
+            pk, source, event_id, type_, time, data, subject, household, tuple(persons or ())
+        )
+        for pk, source, event_id, type_, time, data, subject, household, persons in rows
+    ]
+
+
+_GRAPH_EVENT_TYPES = (
+    "uk.lookout.person.residence.v1",
+    "uk.lookout.person.relationship.v1",
+    "uk.lookout.education.enrolment.v1",
+    "uk.lookout.social_care.child_protection_plan.v1",
+    "uk.lookout.social_care.looked_after.v1",
+)
 
 
 async def stored_cloudevents(
     session: AsyncSession, since: datetime, until: datetime
 ) -> list[dict[str, Any]]:
-    """Stored events as CloudEvents (for backtests): every residence event, and every
-    other event in [since, until]. Events whose payload was purged are left out."""
+    """Stored events as CloudEvents (for backtests): every event of the household graph
+    (residences, relationships, enrolments, plans, looked-after periods), whatever its
+    time, and every other event in [since, until]. Events whose payload was purged are
+    left out."""
     rows = await session.execute(
         select(
             Event.source,
@@ -175,7 +200,7 @@ async def stored_cloudevents(
         ).where(
             Event.data.is_not(None),
             Event.retracted_by.is_(None),
-            (Event.type == "uk.lookout.person.residence.v1")
+            Event.type.in_(_GRAPH_EVENT_TYPES)
             | ((Event.event_time >= since) & (Event.event_time <= until)),
         )
     )

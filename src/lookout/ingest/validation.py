@@ -34,6 +34,11 @@ class Reason(StrEnum):
     duplicate_conflict = "duplicate_conflict"
 
 
+# orjson reads JSON nested up to 1,024 levels but writes at most 254: an event nested deeper
+# (an extension attribute can hold anything) cannot be hashed or stored.
+TOO_DEEP = "the event is nested too deeply (at most 254 levels)"
+
+
 @dataclass(frozen=True, slots=True)
 class Invalid:
     """Why a message was rejected. ``detail`` names fields and paths, never their values."""
@@ -119,18 +124,39 @@ def validate(
         document = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         return Invalid(Reason.not_json, f"the message is not JSON: {exc.msg} at position {exc.pos}")
-    return validate_document(document, catalogue=catalogue, now=now, max_skew=max_skew)
+    return validate_document(document, catalogue=catalogue, now=now, max_skew=max_skew, raw=raw)
 
 
 def validate_document(
-    document: Any, *, catalogue: Catalogue, now: datetime, max_skew: timedelta
+    document: Any,
+    *,
+    catalogue: Catalogue,
+    now: datetime,
+    max_skew: timedelta,
+    raw: bytes | None = None,
 ) -> Valid | Invalid:
-    """The checks after decoding, shared by the worker and HTTPS ingest."""
+    """The checks after decoding, shared by the worker and HTTPS ingest. ``raw``, the JSON
+    the document was decoded from, only saves a walk of the document for NUL characters."""
     if not isinstance(document, dict):
         return Invalid(Reason.invalid_envelope, "the event must be a JSON object")
-    source = _str_or_none(document.get("source"))
-    event_id = _str_or_none(document.get("id"))
-    event_type = _str_or_none(document.get("type"))
+    # Cut to the rejection row's columns (found by the fuzz test: a 3,000-character id
+    # failed the rejection's INSERT, and so its batch, on every retry).
+    source = _str_or_none(document.get("source"), 255)
+    event_id = _str_or_none(document.get("id"), 200)
+    event_type = _str_or_none(document.get("type"), 120)
+    # PostgreSQL text and jsonb cannot hold U+0000: such an event could never be stored,
+    # and letting it through would fail its whole batch again and again (a poison pill).
+    if (raw is None or b"\\u0000" in raw) and _has_nul(document):
+        envelope = any(_has_nul(v) for k, v in document.items() if k != "data") or any(
+            "\x00" in k for k in document
+        )
+        return Invalid(
+            Reason.invalid_envelope if envelope else Reason.schema_violation,
+            f"{'an attribute' if envelope else 'data'} contains the NUL character (\\u0000)",
+            source,
+            event_id,
+            event_type,
+        )
     try:
         event = CloudEvent.model_validate(document)
     except ValidationError as exc:
@@ -169,11 +195,26 @@ def validate_document(
             event.id,
             event.type,
         )
-    return Valid(event, content_hash(document))
+    try:
+        digest = content_hash(document)
+    except orjson.JSONEncodeError:  # found by the fuzz test: it stopped the worker
+        return Invalid(Reason.invalid_envelope, TOO_DEEP, event.source, event.id, event.type)
+    return Valid(event, digest)
 
 
-def _str_or_none(value: Any) -> str | None:
-    return value[:255] if isinstance(value, str) else None
+def _str_or_none(value: Any, limit: int) -> str | None:
+    # Kept on the rejection row: never a NUL, which PostgreSQL text cannot hold.
+    return value[:limit].replace("\x00", "\ufffd") if isinstance(value, str) else None
+
+
+def _has_nul(node: Any) -> bool:
+    if isinstance(node, str):
+        return "\x00" in node
+    if isinstance(node, dict):
+        return any("\x00" in k or _has_nul(v) for k, v in node.items())
+    if isinstance(node, list):
+        return any(_has_nul(v) for v in node)
+    return False
 
 
 def _envelope_errors(exc: ValidationError) -> str:

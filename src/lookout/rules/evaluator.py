@@ -10,14 +10,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import cel
 
 from lookout import metrics
 from lookout.household.snapshot import HouseholdSnapshot, Member
-from lookout.rules.model import MemberSpec, Rule, SubjectSpec, UnknownAge
+from lookout.rules.model import ALL_FACTS, MemberSpec, Rule, SubjectSpec, UnknownAge
+
+
+@dataclass(frozen=True, slots=True)
+class NamedPerson:
+    """A person the event names in a role other than its subject (e.g. a child present at a
+    police incident), with their age on the event's date."""
+
+    role: str
+    person_id: int
+    age: int | None
+    school_urn: str | None = None  # their school on the event's date, if Lookout knows it
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,30 +43,36 @@ class TriggerEvent:
     data: dict[str, Any]
     subject_person_id: int | None
     subject_age: int | None
+    named: tuple[NamedPerson, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class HistoryEvent:
-    """A past (or the current) event of a household member, for history windows."""
+    """A past (or the current) event of a household member, or one recorded at the
+    household's address (``household_id``, e.g. a police incident), for history windows."""
 
     event_pk: int
-    person_id: int
+    person_id: int | None
     source: str
     event_id: str
     type: str
     time: datetime
     data: dict[str, Any]
+    household_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    """An alert that a rule says should exist for one recipient."""
+    """An alert that a rule says should exist for one recipient, cut down to what that
+    recipient may see (``children`` and ``explanation``; ``summary`` when the rule gives
+    this kind of recipient its own)."""
 
     rule: Rule
     household_id: int
     recipient_key: str
     children: tuple[int, ...]
     explanation: dict[str, Any]
+    summary: str | None = None
 
 
 def _age_matches(
@@ -79,15 +96,35 @@ def _flag_holders(member: Member | None, kinds: Sequence[str]) -> set[str]:
     return {f.la_code for f in member.flag_details if f.kind in kinds}
 
 
-def _member_matches(spec: MemberSpec, member: Member, subject_id: int | None) -> bool:
+def _member_matches(
+    spec: MemberSpec,
+    member: Member,
+    subject_id: int | None,
+    as_of: date,
+    relations: dict[int, tuple[str, ...]],
+) -> bool:
     if spec.exclude_subject and member.person_id == subject_id:
         return False
     if spec.flags_any and not _flag_holders(member, spec.flags_any):
         return False
+    if spec.joined_within_days is not None and not (
+        member.joined is not None
+        and as_of - timedelta(days=spec.joined_within_days) < member.joined <= as_of
+    ):
+        return False
+    if spec.relationship_to_subject and not (
+        set(relations.get(member.person_id, ())) & set(spec.relationship_to_subject)
+    ):
+        return False
     return _age_matches(member.age, spec.age_at_least, spec.age_under, spec.unknown_age)
 
 
-def _member_fact(member: Member, spec: MemberSpec) -> dict[str, Any]:
+def _member_fact(
+    member: Member,
+    spec: MemberSpec,
+    relation: tuple[str, ...] = (),
+    named_as: str | None = None,
+) -> dict[str, Any]:
     fact: dict[str, Any] = {"person_id": member.person_id, "age": member.age}
     if member.age is None:
         if spec.age_under is not None and spec.age_under <= 18:
@@ -96,6 +133,10 @@ def _member_fact(member: Member, spec: MemberSpec) -> dict[str, Any]:
             fact["note"] = "date of birth unknown: counted as matching"
     if member.joined is not None:
         fact["joined"] = member.joined.isoformat()
+    if relation:
+        fact["relationship_to_subject"] = list(relation)
+    if named_as:
+        fact["named_in_event_as"] = named_as
     if member.flag_details:
         fact["flags"] = [{"kind": f.kind, "held_by": f.la_code} for f in member.flag_details]
     return fact
@@ -127,13 +168,17 @@ def _history_matches(
     for past in history:
         if past.type not in spec.types or not start < past.time <= event.time:
             continue
+        about_subject = past.person_id is not None and past.person_id == event.subject_person_id
+        at_address = past.household_id is not None and past.household_id == household.household_id
         if spec.scope == "subject":
-            if past.person_id != event.subject_person_id:
+            if not about_subject:
                 continue
-        elif past.person_id not in members and past.person_id != event.subject_person_id:
+        elif not (about_subject or past.person_id in members or at_address):
             continue
-        if spec.member is not None:
-            member = members.get(past.person_id)
+        # An event recorded at the household's address (a police incident) is the
+        # household's own: ``member`` filters only events about a person.
+        if spec.member is not None and not (at_address and past.person_id not in members):
+            member = members.get(past.person_id or 0)
             age = member.age if member else event.subject_age
             if not _age_matches(
                 age, spec.member.age_at_least, spec.member.age_under, spec.member.unknown_age
@@ -150,15 +195,29 @@ def evaluate(
     household: HouseholdSnapshot,
     history: Sequence[HistoryEvent] = (),
 ) -> list[Candidate]:
-    """Every candidate alert that ``rules`` raise for ``event`` in ``household``.
+    """Every candidate alert that ``rules`` raise for ``event`` in ``household``: one per
+    recipient, each cut down to what that recipient may see (the rule's ``minimisation``).
 
-    ``history`` holds the events of the household's members (the trigger included) over
-    the longest window any rule looks back; one read serves every rule."""
+    ``history`` holds the events of the household's members and those recorded at its
+    address (the trigger included) over the longest window any rule looks back; one read
+    serves every rule."""
     return [c for rule in rules for c in _evaluate_rule(rule, event, household, history)]
 
 
 def _event_fact(source: str, event_id: str, type_: str, time: datetime) -> dict[str, Any]:
     return {"source": source, "id": event_id, "type": type_, "time": time.isoformat()}
+
+
+@dataclass
+class _Match:
+    """Everything a rule's conditions found, before it is cut down per recipient."""
+
+    subject_las: set[str]  # the local authorities holding the subject's matched flags
+    plan_las: set[str]
+    children: set[int]
+    people: dict[int, Member]  # the household's members and the persons the event names
+    household_facts: list[tuple[str, str, list[dict[str, Any]]]]  # id, description, members
+    history_facts: list[tuple[str, str, list[dict[str, Any]]]]  # id, description, events
 
 
 def _evaluate_rule(
@@ -178,83 +237,190 @@ def _evaluate_rule(
             return []
     if not _holds(rule, rule.condition, event.data):
         return []
-    conditions: list[dict[str, Any]] = [
-        {
-            "id": "trigger",
-            "description": spec.trigger.description,
-            "result": True,
-            "events": [_event_fact(event.source, event.event_id, event.type, event.time)],
-            "subject": {"person_id": event.subject_person_id, "age": event.subject_age}
-            | ({"flags_held_by": sorted(plan_las)} if plan_las else {}),
-        }
-    ]
-    children: set[int] = set()
+    people = {m.person_id: m for m in household.members}
+    named_roles: dict[int, str] = {}
+    for n in event.named:
+        named_roles.setdefault(n.person_id, n.role)
+        people.setdefault(n.person_id, Member(n.person_id, n.age, None, school_urn=n.school_urn))
+    relations = (
+        household.relationships_to(event.subject_person_id)
+        if event.subject_person_id is not None
+        else {}
+    )
+    match = _Match(set(plan_las), plan_las, set(), people, [], [])
     for condition in spec.household:
+        pool = list(household.members)
+        if condition.also_named:
+            residents = {m.person_id for m in pool}
+            pool += [
+                people[n.person_id]
+                for n in event.named
+                if n.role in condition.also_named and n.person_id not in residents
+            ]
+            pool = list({m.person_id: m for m in pool}.values())
         matched = [
             m
-            for m in household.members
-            if _member_matches(condition.member, m, event.subject_person_id)
+            for m in sorted(pool, key=lambda m: m.person_id)
+            if _member_matches(
+                condition.member, m, event.subject_person_id, household.as_of, relations
+            )
         ]
         if len(matched) < condition.count_at_least:
             return []
         if condition.member.age_under is not None and condition.member.age_under <= 18:
-            children.update(m.person_id for m in matched)
+            match.children.update(m.person_id for m in matched)
         if condition.member.flags_any:
-            children.update(m.person_id for m in matched)
+            match.children.update(m.person_id for m in matched)
             for m in matched:
-                plan_las |= _flag_holders(m, condition.member.flags_any)
-        conditions.append(
-            {
-                "id": condition.id,
-                "description": condition.description,
-                "result": True,
-                "members": [_member_fact(m, condition.member) for m in matched],
-            }
+                match.plan_las |= _flag_holders(m, condition.member.flags_any)
+        match.household_facts.append(
+            (
+                condition.id,
+                condition.description,
+                [
+                    _member_fact(
+                        m,
+                        condition.member,
+                        relations.get(m.person_id, ()),
+                        named_roles.get(m.person_id),
+                    )
+                    for m in matched
+                ],
+            )
         )
     for index, window in enumerate(spec.history):
         found = _history_matches(rule, index, event, household, history)
         if len(found) < window.count_at_least:
             return []
-        conditions.append(
-            {
-                "id": window.id,
-                "description": window.description,
-                "result": True,
-                "events": [
-                    _event_fact(e.source, e.event_id, e.type, e.time) | {"person_id": e.person_id}
+        match.history_facts.append(
+            (
+                window.id,
+                window.description,
+                [
+                    _event_fact(e.source, e.event_id, e.type, e.time)
+                    | ({"person_id": e.person_id} if e.person_id is not None else {})
+                    | ({"at_household": True} if e.household_id == household.household_id else {})
                     for e in sorted(found, key=lambda e: (e.time, e.event_pk))
                 ],
-            }
+            )
         )
-    explanation = {
+    # The subject is one of the children concerned when the rule asks for a flagged subject
+    # or a subject under 18 (a pupil, an infant).
+    subject_is_child = spec.trigger.subject.age_under is not None and (
+        spec.trigger.subject.age_under <= 18
+    )
+    if (spec.trigger.subject.flags_any or subject_is_child) and event.subject_person_id:
+        match.children.add(event.subject_person_id)
+        if event.subject_person_id not in match.people:
+            match.people[event.subject_person_id] = Member(
+                event.subject_person_id, event.subject_age, None
+            )
+    candidates = []
+    for recipient in dict.fromkeys(spec.recipients):
+        for key, children in _recipients(recipient, household, match):
+            view = spec.view(recipient)
+            candidates.append(
+                Candidate(
+                    rule=rule,
+                    household_id=household.household_id,
+                    recipient_key=key,
+                    children=tuple(sorted(children)),
+                    explanation=_explain(rule, recipient, event, household, match, children),
+                    summary=" ".join(view.summary.split()) if view.summary else None,
+                )
+            )
+    # A rule naming both children_services and plan_la may reach one organisation twice.
+    unique = {c.recipient_key: c for c in reversed(candidates)}
+    return sorted(unique.values(), key=lambda c: c.recipient_key)
+
+
+def _recipients(
+    kind: str, household: HouseholdSnapshot, match: _Match
+) -> list[tuple[str, set[int]]]:
+    """(recipient key, the children that recipient may see) for one kind of recipient."""
+    if kind == "children_services":
+        return [(f"children_services:{household.la_code}", match.children)]
+    if kind == "plan_la":
+        return [(f"children_services:{la}", match.children) for la in sorted(match.plan_las)]
+    pupils: dict[str, set[int]] = {}
+    for child in match.children:
+        member = match.people.get(child)
+        if member is not None and member.school_urn:
+            pupils.setdefault(member.school_urn, set()).add(child)
+    return [(f"school:{urn}", found) for urn, found in sorted(pupils.items())]
+
+
+def _child_fact(person_id: int, member: Member | None) -> dict[str, Any]:
+    age = member.age if member is not None else None
+    fact: dict[str, Any] = {"person_id": person_id, "age": age}
+    if age is None:
+        fact["note"] = "date of birth unknown: counted as a possible child"
+    return fact
+
+
+def _explain(
+    rule: Rule,
+    kind: str,
+    event: TriggerEvent,
+    household: HouseholdSnapshot,
+    match: _Match,
+    children: set[int],
+) -> dict[str, Any]:
+    """The explanation one recipient may see: the rule's ``minimisation`` for its kind
+    says which facts it carries; a school sees only its own pupils."""
+    spec = rule.spec
+    view = spec.view(kind)
+    carries = set(view.carries)
+    trigger_event: dict[str, Any] = {}
+    if "event_source" in carries:
+        trigger_event["source"] = event.source
+    if "event_ref" in carries:
+        trigger_event["id"] = event.event_id
+    if "event_type" in carries:
+        trigger_event["type"] = event.type
+    if "event_time" in carries:
+        trigger_event["time"] = event.time.isoformat()
+    if "event_date" in carries:
+        trigger_event["date"] = household.as_of.isoformat()
+    trigger: dict[str, Any] = {
+        "id": "trigger",
+        "description": spec.trigger.description,
+        "result": True,
+        "events": [trigger_event] if trigger_event else [],
+    }
+    if "subject" in carries:
+        trigger["subject"] = {"person_id": event.subject_person_id, "age": event.subject_age} | (
+            {"flags_held_by": sorted(match.subject_las)} if match.subject_las else {}
+        )
+    if "named" in carries and event.named:
+        trigger["named"] = [{"person_id": n.person_id, "role": n.role} for n in event.named]
+    conditions: list[dict[str, Any]] = [trigger]
+    for cid, description, members in match.household_facts:
+        entry: dict[str, Any] = {"id": cid, "description": description, "result": True}
+        if "members" in carries:
+            entry["members"] = members
+        conditions.append(entry)
+    for hid, description, events in match.history_facts:
+        entry = {"id": hid, "description": description, "result": True}
+        if "history" in carries:
+            entry["events"] = events
+        conditions.append(entry)
+    explanation: dict[str, Any] = {
         "rule": {"id": rule.id, "version": rule.version, "title": spec.title},
-        "household": {
+        "recipient": {
+            "kind": kind,
+            "carries": [f for f in ALL_FACTS if f in carries],
+            "children": view.children,
+        },
+    }
+    if "household" in carries:
+        explanation["household"] = {
             "id": household.household_id,
             "la_code": household.la_code,
             "as_of": household.as_of.isoformat(),
             "members": len(household.members),
-        },
-        "conditions": conditions,
-        "lawful_basis": " ".join(spec.lawful_basis.split()),
-    }
-    if spec.trigger.subject.flags_any and event.subject_person_id is not None:
-        children.add(event.subject_person_id)
-    las = {
-        la for recipient in spec.recipients for la in _recipient_las(recipient, household, plan_las)
-    }
-    return [
-        Candidate(
-            rule=rule,
-            household_id=household.household_id,
-            recipient_key=f"children_services:{la}",
-            children=tuple(sorted(children)),
-            explanation=explanation,
-        )
-        for la in sorted(las)
-    ]
-
-
-def _recipient_las(recipient: str, household: HouseholdSnapshot, plan_las: set[str]) -> set[str]:
-    """Whose children's services receive the alert: the household's local authority, or
-    each local authority holding a flag the rule matched."""
-    return {household.la_code} if recipient == "children_services" else set(plan_las)
+        }
+    explanation["conditions"] = conditions
+    explanation["children"] = [_child_fact(c, match.people.get(c)) for c in sorted(children)]
+    explanation["lawful_basis"] = " ".join(spec.lawful_basis.split())
+    return explanation

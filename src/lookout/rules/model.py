@@ -38,6 +38,40 @@ class _Strict(BaseModel):
 
 
 FlagKind = Literal["child_protection_plan", "looked_after"]
+# A member's relationship to the event's subject, seen from the subject: ``parent`` (the
+# member is the subject's parent), ``child``, ``carer``, ``cared_for``, ``partner``.
+RelationKind = Literal["parent", "child", "carer", "cared_for", "partner"]
+RecipientKind = Literal["children_services", "plan_la", "school"]
+# The roles in which an event names persons other than its subject (``person_refs``).
+NamedRole = Literal["involved", "child_present", "child_resident", "related"]
+# The facts an alert's explanation may carry (see ``RecipientView``).
+Fact = Literal[
+    "event_type",  # the trigger event's type
+    "event_date",  # the trigger event's date (Europe/London)
+    "event_time",  # the trigger event's full time
+    "event_source",  # the publishing agency (e.g. the police force)
+    "event_ref",  # the trigger event's id at its source
+    "subject",  # the subject's person id, age and flags
+    "household",  # the household's id, local authority, date and size
+    "members",  # the members each household condition matched (ids, ages, joined, flags)
+    "history",  # the events each history window counted
+    "named",  # the persons the event names (ids and roles)
+]
+ALL_FACTS: tuple[Fact, ...] = (
+    "event_type",
+    "event_date",
+    "event_time",
+    "event_source",
+    "event_ref",
+    "subject",
+    "household",
+    "members",
+    "history",
+    "named",
+)
+# A school sees its own pupils and the minimised trigger: never other members, the
+# subject's details, the events behind a history window, or other named persons.
+SCHOOL_FORBIDDEN: frozenset[str] = frozenset({"subject", "members", "history", "named"})
 
 
 class SubjectSpec(_Strict):
@@ -62,6 +96,11 @@ class MemberSpec(_Strict):
     exclude_subject: bool = True
     # The member must hold one of these flags on the event's date.
     flags_any: list[FlagKind] = Field(default_factory=list)
+    # The member joined the household (moved in) within this many days up to the event's
+    # date: joined in (date - N days, date].
+    joined_within_days: int | None = Field(default=None, ge=1, le=3660)
+    # The member has one of these relationships to the event's subject on the event's date.
+    relationship_to_subject: list[RelationKind] = Field(default_factory=list)
 
 
 class HouseholdCondition(_Strict):
@@ -69,6 +108,10 @@ class HouseholdCondition(_Strict):
     description: str
     count_at_least: int = Field(default=1, ge=1)
     member: MemberSpec
+    # Persons the event names in these roles count too, even when they do not live in the
+    # household (e.g. a child present at a police incident): ``involved``,
+    # ``child_present``, ``child_resident``.
+    also_named: list[NamedRole] = Field(default_factory=list)
 
 
 class HistoryCondition(_Strict):
@@ -84,6 +127,20 @@ class HistoryCondition(_Strict):
     count_at_least: int = Field(default=1, ge=1)
 
 
+class RecipientView(_Strict):
+    """What one kind of recipient may see of an alert (minimisation)."""
+
+    carries: list[Fact] = Field(min_length=1)
+    # ``all``: every child the alert concerns; ``own_pupils``: only the children the
+    # recipient school teaches (required for schools).
+    children: Literal["all", "own_pupils"] = "all"
+    # What this recipient reads in its alert list, instead of the rule's ``summary``.
+    summary: str | None = Field(default=None, max_length=500)
+
+
+FULL_VIEW = RecipientView(carries=list(ALL_FACTS))
+
+
 class RuleSpec(_Strict):
     id: str = Field(pattern=r"^[a-z][a-z0-9-]*$", max_length=100)
     title: str
@@ -95,11 +152,37 @@ class RuleSpec(_Strict):
     household: list[HouseholdCondition] = Field(default_factory=list)
     history: list[HistoryCondition] = Field(default_factory=list)
     # children_services: of the household's local authority; plan_la: of each local
-    # authority holding a flag that a flags_any condition matched.
-    recipients: list[Literal["children_services", "plan_la"]] = Field(min_length=1)
+    # authority holding a flag that a flags_any condition matched; school: each child's
+    # school (one alert per school, naming only its pupils).
+    recipients: list[RecipientKind] = Field(min_length=1)
     cooldown_days: int = Field(default=0, ge=0)
     summary: str = Field(max_length=500)
     lawful_basis: str
+    # Which facts each kind of recipient may see; a kind not listed sees every fact
+    # (schools must be listed).
+    minimisation: dict[RecipientKind, RecipientView] = Field(default_factory=dict)
+
+    def view(self, kind: str) -> RecipientView:
+        """What a recipient of this kind may see (every fact unless the rule says less)."""
+        return next((v for k, v in self.minimisation.items() if k == kind), FULL_VIEW)
+
+
+RULE_SCHEMA_ID = "https://lookout.example/schemas/rules/rule.schema.json"
+
+
+def rule_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a rule file (``schemas/rules/rule.schema.json`` is this, written
+    out by ``lookout rules schema``; a test keeps the two in step). Editors and CI can check
+    rule files with it; ``lookout rules validate`` also compiles the expressions and checks
+    what a schema cannot (event type names, minimisation for schools)."""
+    schema = RuleSpec.model_json_schema()
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": RULE_SCHEMA_ID,
+        **schema,
+        "title": "Lookout trigger rule",
+        "description": "One trigger rule file in rules/ (YAML). The reference is rules/README.md.",
+    }
 
 
 class RuleError(ValueError):
@@ -150,6 +233,7 @@ def compile_rule(content: Any, *, path: Path | None = None) -> Rule:
     for name, event_type in types:
         if not re.match(EVENT_TYPE_PATTERN, event_type):
             raise RuleError(f"{where}: {name}: {event_type!r} is not an event type")
+    _check_minimisation(spec, where)
     program = _compile(spec.trigger.condition, f"{where}: trigger.condition")
     history = tuple(
         _compile(h.condition, f"{where}: history.{h.id}.condition") for h in spec.history
@@ -162,6 +246,26 @@ def compile_rule(content: Any, *, path: Path | None = None) -> Rule:
         history_conditions=history,
         content=content,
     )
+
+
+def _check_minimisation(spec: RuleSpec, where: str) -> None:
+    for kind in spec.minimisation:
+        if kind not in spec.recipients:
+            raise RuleError(f"{where}: minimisation.{kind}: {kind} is not one of the recipients")
+    if "school" not in spec.recipients:
+        return
+    school = spec.minimisation.get("school")
+    if school is None:
+        raise RuleError(
+            f"{where}: minimisation.school: a rule that alerts schools must say what a school "
+            "may see (minimisation.school.carries)"
+        )
+    if school.children != "own_pupils":
+        raise RuleError(f"{where}: minimisation.school.children: a school sees only own_pupils")
+    if forbidden := sorted(SCHOOL_FORBIDDEN & set(school.carries)):
+        raise RuleError(
+            f"{where}: minimisation.school.carries: a school may not see {', '.join(forbidden)}"
+        )
 
 
 def _compile(expression: str | None, where: str) -> cel.Program | None:

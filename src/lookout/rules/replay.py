@@ -16,14 +16,33 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from lookout.household.service import FLAG_TYPES, flag_periods, residence_intervals
-from lookout.household.snapshot import FlagFact, HouseholdSnapshot, Member, age_on
+from lookout.household.service import (
+    ENROLMENT,
+    FLAG_TYPES,
+    enrolment_periods,
+    flag_periods,
+    residence_intervals,
+)
+from lookout.household.snapshot import (
+    FlagFact,
+    HouseholdSnapshot,
+    Member,
+    RelationshipFact,
+    age_on,
+)
 from lookout.identity.service import LOCAL, NATIONAL
 from lookout.ingest.validation import person_refs
-from lookout.rules.evaluator import Candidate, HistoryEvent, TriggerEvent, evaluate
+from lookout.rules.evaluator import (
+    Candidate,
+    HistoryEvent,
+    NamedPerson,
+    TriggerEvent,
+    evaluate,
+)
 from lookout.rules.model import Rule
 
 RESIDENCE = "uk.lookout.person.residence.v1"
+RELATIONSHIP = "uk.lookout.person.relationship.v1"
 RETRACTION = "uk.lookout.event.retraction.v1"
 LONDON = ZoneInfo("Europe/London")
 
@@ -85,6 +104,9 @@ def replay(
     )
     graph = _Graph()
     subject_of: dict[int, int | None] = {}
+    named_of: dict[int, list[tuple[str, int]]] = {}
+    relationships: list[tuple[int, int, str, date | None, date | None]] = []
+    enrolment_facts: dict[int, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
     household_of: dict[int, int | None] = {}
     residence_facts: dict[int, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
     flag_facts: dict[int, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
@@ -94,6 +116,31 @@ def replay(
         ]
         subject_id = next((p for role, p in refs if role == "subject"), None)
         subject_of[pk] = subject_id
+        named_of[pk] = [(role, p) for role, p in refs if role != "subject"]
+        if e["type"] == RELATIONSHIP and subject_id is not None and len(refs) > 1:
+            d = e["data"]
+            relationships.append(
+                (
+                    subject_id,
+                    refs[1][1],
+                    d["relationship"],
+                    date.fromisoformat(d["start_date"]) if d.get("start_date") else None,
+                    date.fromisoformat(d["end_date"]) if d.get("end_date") else None,
+                )
+            )
+        if e["type"] == ENROLMENT and subject_id is not None:
+            d = e["data"]
+            enrolment_facts[subject_id].append(
+                (
+                    pk,
+                    {
+                        "school_urn": d["school_urn"],
+                        "start_date": d["start_date"],
+                        "end_date": d.get("end_date"),
+                        "dsl_org_id": d.get("dsl_org_id"),
+                    },
+                )
+            )
         address = e["data"].get("address")
         household_of[pk] = graph.household(address) if isinstance(address, dict) else None
         if e["type"] == RESIDENCE and subject_id is not None:
@@ -119,6 +166,18 @@ def replay(
     intervals = [i for p, facts in residence_facts.items() for i in residence_intervals(p, facts)]
 
     flags = {p: flag_periods(p, facts) for p, facts in flag_facts.items()}
+    enrolments = {p: enrolment_periods(p, facts) for p, facts in enrolment_facts.items()}
+
+    def school_on(person: int, on: date) -> str | None:
+        schools = sorted(
+            (
+                (e.valid_from or date.min, e.kind)
+                for e in enrolments.get(person, ())
+                if (e.valid_from is None or e.valid_from <= on)
+                and (e.valid_to is None or e.valid_to > on)
+            ),
+        )
+        return schools[-1][1] if schools else None
 
     def flags_on(person: int, on: date) -> tuple[FlagFact, ...]:
         return tuple(
@@ -136,6 +195,7 @@ def replay(
             joined,
             flags=frozenset(f.kind for f in held),
             flag_details=held,
+            school_urn=school_on(person, on),
         )
 
     def residents(household: int, on: date) -> list[Member]:
@@ -150,19 +210,36 @@ def replay(
             key=lambda m: m.person_id,
         )
 
+    def relationships_among(members: Sequence[Member], on: date) -> tuple[RelationshipFact, ...]:
+        ids = {m.person_id for m in members}
+        return tuple(
+            sorted(
+                {
+                    RelationshipFact(a, b, kind, since)
+                    for a, b, kind, since, until in relationships
+                    if a in ids
+                    and b in ids
+                    and (since is None or since <= on)
+                    and (until is None or until > on)
+                },
+                key=lambda r: (r.person_id, r.related_person_id, r.kind),
+            )
+        )
+
     addresses = {v: k for k, v in graph.households.items()}
     history = [
         HistoryEvent(
             pk,
-            subject_of[pk] or 0,
+            subject_of[pk],
             e["source"],
             e["id"],
             e["type"],
             datetime.fromisoformat(e["time"]),
             e["data"],
+            household_of[pk],
         )
         for pk, e in enumerate(ordered, 1)
-        if subject_of[pk] is not None
+        if subject_of[pk] is not None or household_of[pk] is not None
     ]
     trigger_types = {t for r in rules for t in r.spec.trigger.types}
     found: dict[tuple[str, int, str], tuple[set[int], list[tuple[str, str]]]] = {}
@@ -193,11 +270,18 @@ def replay(
             dict(e["data"]),
             subject,
             age_on(graph.births.get(subject or 0), on),
+            tuple(
+                NamedPerson(role, p, age_on(graph.births.get(p), on), school_on(p, on))
+                for role, p in named_of[pk]
+            ),
         )
         for home in sorted(h for h in homes if h is not None):
-            snapshot = HouseholdSnapshot(home, *addresses[home], on, tuple(residents(home, on)))
+            members = residents(home, on)
+            snapshot = HouseholdSnapshot(
+                home, *addresses[home], on, tuple(members), relationships_among(members, on)
+            )
             concerned = {m.person_id for m in snapshot.members} | {subject or 0}
-            past = [h for h in history if h.person_id in concerned]
+            past = [h for h in history if h.person_id in concerned or h.household_id == home]
             for c in evaluate(rules, trigger, snapshot, past):
                 children, evidence = found.setdefault(
                     (c.rule.id, home, c.recipient_key), (set(), [])

@@ -14,10 +14,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from lookout.rules.model import Rule, RuleError
 from lookout.rules.replay import ReplayedAlert, replay
@@ -40,10 +40,18 @@ class EventSpec(_Strict):
 
 class Expected(_Strict):
     household: str
-    recipient: str = "children_services"
+    recipient: Literal["children_services", "school"] = "children_services"
     # The recipient's local authority when it is not the household's (a plan held elsewhere).
     la_code: str | None = None
+    # The school's URN, for ``recipient: school``.
+    school: str | None = None
     children: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _school_has_urn(self) -> Expected:
+        if (self.recipient == "school") != (self.school is not None):
+            raise ValueError("give school: URN exactly when recipient is school")
+        return self
 
 
 class Case(_Strict):
@@ -137,7 +145,10 @@ def expected_set(file: CaseFile, case: Case) -> frozenset[tuple[str, str, frozen
     out = set()
     for e in case.expect:
         address = file.addresses[e.household]
-        recipient = f"{e.recipient}:{e.la_code or address['la_code']}"
+        if e.recipient == "school":
+            recipient = f"school:{e.school}"
+        else:
+            recipient = f"{e.recipient}:{e.la_code or address['la_code']}"
         out.add((address["uprn"], recipient, frozenset(keys.get(c, c) for c in e.children)))
     return frozenset(out)
 

@@ -1,0 +1,76 @@
+"""Retriable errors back off and retry: a worker started while PostgreSQL is unreachable
+waits for it (it does not exit), then consumes from the stored offsets as usual.
+
+PostgreSQL is made unreachable for real: the worker's database URL points at a port where
+nothing listens until the test opens a TCP relay to the real server on it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from tests.conftest import RunningWorker
+from tests.e2e.test_publish_to_alert import caught_up, count, publish, wait_for
+from tests.factories import moved_in, person, register_orgs, years_before
+
+from lookout.embedded.postgres import free_port
+from lookout.ingest.models import Event
+from lookout.settings import Settings
+
+pytestmark = pytest.mark.asyncio
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(ConnectionError):
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    writer.close()
+
+
+@contextlib.asynccontextmanager
+async def relay(listen_port: int, host: str, port: int) -> AsyncIterator[None]:
+    """Forward TCP connections on ``listen_port`` to ``host:port`` while open."""
+
+    async def handle(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        server_r, server_w = await asyncio.open_connection(host, port)
+        await asyncio.gather(_pipe(client_r, server_w), _pipe(server_r, client_w))
+
+    server = await asyncio.start_server(handle, "127.0.0.1", listen_port)
+    try:
+        yield
+    finally:
+        server.close()
+
+
+async def test_a_worker_started_during_a_database_outage_waits_for_it(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    await register_orgs(sessions)
+    real = urlsplit(settings.database_url)
+    assert real.hostname is not None
+    assert real.port is not None
+    port = free_port()
+    down = settings.model_copy(
+        update={
+            "database_url": urlunsplit(real._replace(netloc=f"{real.username}@127.0.0.1:{port}")),
+            "retry_backoff_max_s": 0.5,
+        }
+    )
+    running = RunningWorker(down)
+    await running.start()
+    assert running.task is not None
+    await asyncio.sleep(3)  # several failed attempts to reach the database
+    assert not running.task.done(), "the worker exited during the outage"
+
+    event = moved_in(person(), years_before(datetime.now(UTC), 1))
+    await publish(settings, [event])
+    async with relay(port, real.hostname, real.port):
+        await wait_for(lambda: caught_up(sessions, settings, 1), within_s=60)
+        assert await count(sessions, Event, Event.event_id == event["id"]) == 1
+        await running.stop()

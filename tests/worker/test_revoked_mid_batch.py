@@ -1,0 +1,115 @@
+"""A partition revoked while a batch is running: the worker never commits work for a
+partition another worker has moved on (the compare-and-set offset write fences it), and
+never writes its idea of the position over what the rebalance listener decided.
+
+The batch is held just before its offset write by a real lock on ``consumer_offsets``
+taken from another connection; the rebalance happens meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import asyncpg
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from tests.e2e.test_publish_to_alert import count
+from tests.factories import moved_in, person, register_orgs, years_before
+
+from lookout import kafka
+from lookout.db import create_engine, plain_url, session_factory
+from lookout.ingest.models import Event
+from lookout.ingest.repository import Position
+from lookout.pipeline import Message
+from lookout.settings import Settings
+from lookout.worker import Worker
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture
+async def worker(settings: Settings) -> AsyncIterator[Worker]:
+    """A worker owning partition 0, driven by the test (no group: manual assignment)."""
+    await kafka.ensure_topics(settings.kafka_bootstrap_servers, {settings.events_topic: 4})
+    worker = Worker(settings)
+    engine = create_engine(settings.database_url, pool_size=2)
+    worker._sessions = session_factory(engine)
+    worker._config = await worker._pipeline_config(
+        await kafka.cluster_id(settings.kafka_bootstrap_servers)
+    )
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False
+    )
+    await consumer.start()
+    consumer.assign([TopicPartition(settings.events_topic, 0)])
+    worker._consumer = consumer
+    await worker.assign(TopicPartition(settings.events_topic, 0))
+    yield worker
+    await consumer.stop()
+    await engine.dispose()
+
+
+async def _held_before_offsets(settings: Settings) -> asyncpg.Connection:
+    blocker = await asyncpg.connect(plain_url(settings.database_url))
+    await blocker.execute("BEGIN; LOCK TABLE consumer_offsets IN ACCESS EXCLUSIVE MODE")
+    return blocker
+
+
+async def _until_waiting(blocker: asyncpg.Connection) -> None:
+    for _ in range(200):
+        if await blocker.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted"):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the batch never reached its offset write")
+
+
+def _batch(settings: Settings) -> list[Message]:
+    event = moved_in(person(), years_before(datetime.now(UTC), 1))
+    return [Message(settings.events_topic, 0, 0, b"k", orjson.dumps(event))]
+
+
+async def test_a_batch_fenced_by_the_new_owner_commits_nothing(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], worker: Worker
+) -> None:
+    await register_orgs(sessions)
+    topic = settings.events_topic
+    blocker = await _held_before_offsets(settings)
+    batch = asyncio.create_task(worker.handle(_batch(settings)))
+    await _until_waiting(blocker)
+    # Meanwhile the partition moved: its new owner committed up to offset 5.
+    await blocker.execute(
+        "INSERT INTO consumer_offsets (group_id, topic, partition, cluster_id, next_offset)"
+        " VALUES ($1, $2, 0, $3, 5)",
+        settings.consumer_group,
+        topic,
+        worker.config.cluster_id,
+    )
+    await blocker.execute("COMMIT")
+    await blocker.close()
+    await asyncio.wait_for(batch, 30)
+
+    assert await count(sessions, Event) == 0  # the event, its audit: all rolled back
+    # and the worker now believes what is stored, not what it had processed
+    assert worker.positions[(topic, 0)] == Position(worker.config.cluster_id, 5)
+
+
+async def test_a_partition_revoked_mid_batch_is_not_brought_back(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], worker: Worker
+) -> None:
+    await register_orgs(sessions)
+    topic = settings.events_topic
+    blocker = await _held_before_offsets(settings)
+    batch = asyncio.create_task(worker.handle(_batch(settings)))
+    await _until_waiting(blocker)
+    worker.on_revoked({TopicPartition(topic, 0)})
+    await blocker.execute("ROLLBACK")
+    await blocker.close()
+    await asyncio.wait_for(batch, 30)
+
+    # Nobody else had moved the stored offset, so the batch's work stands; but the worker
+    # no longer owns partition 0 and must not track (or report lag for) it.
+    assert await count(sessions, Event) == 1
+    assert (topic, 0) not in worker.positions
