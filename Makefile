@@ -13,13 +13,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 WORKERS ?= 1
 
-.PHONY: help setup run test lint fmt demo bench faults migrate clean
+.PHONY: help setup run test lint fmt demo bench bench-quick faults migrate clean
 
 help: ## List the targets
 	@echo "Usage: make <target>   (WORKERS=N make run for N worker processes)"
 	@echo
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) \
-		| awk 'BEGIN {FS = ":.*## "}; {printf "  %-9s %s\n", $$1, $$2}'
+		| awk 'BEGIN {FS = ":.*## "}; {printf "  %-11s %s\n", $$1, $$2}'
 
 setup: $(VENV)/.synced ## Create .venv and install Lookout with its dev tools from uv.lock
 	@:
@@ -53,13 +53,11 @@ fmt: setup ## Format the code and apply ruff's safe fixes
 demo: setup ## Publish the NLGN scenario to a running `make run` and show the alert
 	$(BIN)/lookout demo
 
-bench: setup ## Run the benchmarks
-	@if $(BIN)/python -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("lookout.bench") is None)' 2>/dev/null; then \
-		$(BIN)/python -m lookout.bench; \
-	else \
-		echo "benchmarks are not written yet (see issue: Benchmarks)" >&2; \
-		exit 1; \
-	fi
+bench: setup ## Run every benchmark at full size (20-40 min); writes results.json, BENCHMARKS.md
+	$(BIN)/python -m benchmarks.run
+
+bench-quick: setup ## The same benchmarks at small sizes (under 2 min); results-quick.json
+	$(BIN)/python -m benchmarks.run --quick
 
 faults: setup ## Fault harness, long form: 50,000 events, 20+ worker kills, outages; checks vs the oracle
 	$(BIN)/python -m benchmarks.faults --events 50000 --kills 24 --seed 7 --results

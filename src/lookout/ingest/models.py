@@ -6,7 +6,17 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, LargeBinary, String, Text, func
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -21,6 +31,14 @@ class Event(Base):
     __table_args__ = (
         Index("uq_events_source_event_id", "source", "event_id", unique=True),
         Index("ix_events_subject_time", "subject_person_id", "event_time"),
+        # Every batch asks whether a retraction of its events arrived first: without this
+        # (small, partial) index that is a scan of the whole, ever-growing events table.
+        Index(
+            "ix_events_retracts",
+            "source",
+            text("(facts ->> 'retracts')"),
+            postgresql_where=text("type = 'uk.lookout.event.retraction.v1'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)

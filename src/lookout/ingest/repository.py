@@ -28,17 +28,36 @@ async def agencies_by_source(session: AsyncSession, sources: Iterable[str]) -> d
     return {r.source: r.id for r in rows}
 
 
+# (source, id) pairs as two arrays: one prepared statement whatever the batch size, and
+# an index join rather than an IN list of thousands of row constructors to plan.
+_KNOWN = text(
+    """
+    SELECT e.source, e.event_id, e.content_hash
+    FROM unnest(CAST(:sources AS text[]), CAST(:ids AS text[])) AS k(source, event_id)
+    JOIN events e ON e.source = k.source AND e.event_id = k.event_id
+    """
+)
+_RETRACTIONS = text(
+    """
+    SELECT e.source, e.facts ->> 'retracts' AS target, e.id
+    FROM events e
+    WHERE e.type = 'uk.lookout.event.retraction.v1'
+      AND (e.source, e.facts ->> 'retracts') IN (
+        SELECT k.source, k.event_id
+        FROM unnest(CAST(:sources AS text[]), CAST(:ids AS text[])) AS k(source, event_id))
+    """
+)
+
+
 async def known_hashes(
     session: AsyncSession, keys: Iterable[tuple[str, str]]
 ) -> dict[tuple[str, str], bytes]:
     """Content hash of each (source, id) already accepted."""
-    wanted = list(set(keys))
+    wanted = sorted(set(keys))
     if not wanted:
         return {}
     rows = await session.execute(
-        select(Event.source, Event.event_id, Event.content_hash).where(
-            tuple_(Event.source, Event.event_id).in_(wanted)
-        )
+        _KNOWN, {"sources": [k[0] for k in wanted], "ids": [k[1] for k in wanted]}
     )
     return {(r.source, r.event_id): r.content_hash for r in rows}
 
@@ -47,26 +66,34 @@ async def retractions_of(
     session: AsyncSession, keys: Iterable[tuple[str, str]]
 ) -> dict[tuple[str, str], int]:
     """Earlier-arrived retractions aimed at these (source, id) events: retraction pk by target."""
-    wanted = list(set(keys))
+    wanted = sorted(set(keys))
     if not wanted:
         return {}
-    target = Event.facts["retracts"].astext
     rows = await session.execute(
-        select(Event.source, target.label("target"), Event.id).where(
-            Event.type == "uk.lookout.event.retraction.v1",
-            tuple_(Event.source, target).in_(wanted),
-        )
+        _RETRACTIONS, {"sources": [k[0] for k in wanted], "ids": [k[1] for k in wanted]}
     )
     return {(r.source, r.target): r.id for r in rows}
 
 
 async def insert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert ``rows`` (distinct (source, event_id) pairs); their ids, in ``rows``' order.
+
+    Multi-row INSERTs (SQLAlchemy's "insertmanyvalues", about 1,000 rows a statement).
+    ``render_nulls``: otherwise the ORM groups rows by which of their values are None and
+    sends each run of equal shape as its own statement. Not ``returning(...,
+    sort_by_parameter_order=True)``: with a sequence-generated key and no sentinel column
+    SQLAlchemy runs that one row per statement. The ids are matched to the rows by their
+    unique (source, event_id) instead."""
     if not rows:
         return []
     result = await session.execute(
-        insert(Event).returning(Event.id, sort_by_parameter_order=True), list(rows)
+        insert(Event)
+        .returning(Event.id, Event.source, Event.event_id)
+        .execution_options(render_nulls=True),
+        list(rows),
     )
-    return list(result.scalars())
+    ids = {(r.source, r.event_id): r.id for r in result}
+    return [ids[(row["source"], row["event_id"])] for row in rows]
 
 
 @dataclass(frozen=True, slots=True)

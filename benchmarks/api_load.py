@@ -1,0 +1,89 @@
+"""A small HTTP load client, run as its own process: ``GET /v1/alerts`` (a page of 50)
+from ``--concurrency`` connections for ``--seconds``, each request authenticated and
+naming its end user and purpose as a subscriber's system does. Pages alternate between
+the newest page and following a cursor a few pages deep, as people scroll. Prints one
+JSON object: requests, errors, rps, p50/p90/p99 latency in milliseconds.
+
+    python -m benchmarks.api_load --url http://127.0.0.1:8000 --token T [--token T2 ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import time
+
+import httpx
+import orjson
+
+from benchmarks.harness import API_HEADERS
+from benchmarks.pipeline_bench import percentile
+
+
+async def _client(
+    http: httpx.AsyncClient,
+    tokens: itertools.cycle[str],
+    deadline: float,
+    latencies: list[float],
+    errors: list[int],
+) -> None:
+    cursor: str | None = None
+    depth = 0
+    while time.perf_counter() < deadline:
+        params: dict[str, str | int] = {"limit": 50}
+        if cursor and depth < 4:
+            params["cursor"] = cursor
+        else:
+            cursor, depth = None, 0
+        headers = {"Authorization": f"Bearer {next(tokens)}", **API_HEADERS}
+        started = time.perf_counter()
+        response = await http.get("/v1/alerts", params=params, headers=headers)
+        body = response.content
+        latencies.append((time.perf_counter() - started) * 1000)
+        if response.status_code != 200:
+            errors.append(response.status_code)
+            cursor = None
+            continue
+        cursor = orjson.loads(body).get("next_cursor")
+        depth += 1
+
+
+async def main(url: str, tokens: list[str], concurrency: int, seconds: float) -> dict[str, float]:
+    latencies: list[float] = []
+    errors: list[int] = []
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as http:
+        # Warm up: connections, the API's statement cache.
+        await asyncio.gather(
+            *(_client(http, itertools.cycle(tokens), time.perf_counter() + 2, [], []) for _ in
+              range(concurrency))
+        )  # fmt: skip
+        started = time.perf_counter()
+        deadline = started + seconds
+        cycle = itertools.cycle(tokens)
+        await asyncio.gather(
+            *(_client(http, cycle, deadline, latencies, errors) for _ in range(concurrency))
+        )
+        elapsed = time.perf_counter() - started
+    return {
+        "requests": len(latencies),
+        "errors": len(errors),
+        "seconds": elapsed,
+        "rps": len(latencies) / elapsed,
+        "p50_ms": percentile(latencies, 0.5),
+        "p90_ms": percentile(latencies, 0.9),
+        "p99_ms": percentile(latencies, 0.99),
+        "concurrency": concurrency,
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--token", action="append", required=True)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=20)
+    args = parser.parse_args()
+    result = asyncio.run(main(args.url, args.token, args.concurrency, args.seconds))
+    print(orjson.dumps(result).decode())

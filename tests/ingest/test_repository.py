@@ -1,0 +1,66 @@
+"""``insert_events`` returns each row's id in the order of the rows, whatever mix of NULLs
+the rows carry (the ORM would otherwise split them into runs of equal shape)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from lookout.ingest import repository
+from lookout.ingest.models import Event
+
+
+def _row(n: int) -> dict[str, Any]:
+    return {
+        "source": "urn:lookout:agency:test",
+        "event_id": f"evt-{n}",
+        "type": "uk.lookout.health.ed_attendance.v1",
+        "event_time": datetime(2026, 11, 1, tzinfo=UTC),
+        "subject_ref": f"ref-{n}",
+        "content_hash": bytes([n % 256]) * 32,
+        "subject_person_id": None,
+        "household_id": None,
+        "data": {"n": n} if n % 3 else None,
+        "facts": {},
+        "retracted_by": n if n % 2 else None,
+        "kafka_partition": 0,
+        "kafka_offset": n,
+    }
+
+
+async def test_ids_follow_the_rows(sessions: async_sessionmaker[AsyncSession]) -> None:
+    rows = [_row(n) for n in (5, 1, 4, 2, 3, 8, 7, 6)]
+    async with sessions() as session, session.begin():
+        ids = await repository.insert_events(session, rows)
+        stored = dict(
+            (await session.execute(select(Event.id, Event.event_id).where(Event.id.in_(ids)))).all()
+        )
+    assert len(set(ids)) == len(rows)
+    assert [stored[i] for i in ids] == [r["event_id"] for r in rows]
+
+
+async def test_known_hashes_and_earlier_retractions(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    stored = [_row(n) for n in (1, 2, 3)]
+    retraction = _row(9) | {
+        "event_id": "retract-2",
+        "type": "uk.lookout.event.retraction.v1",
+        "facts": {"retracts": "evt-2"},
+    }
+    async with sessions() as session, session.begin():
+        ids = await repository.insert_events(session, [*stored, retraction])
+        source = stored[0]["source"]
+        keys = [(source, "evt-1"), (source, "evt-3"), (source, "evt-404"), ("other", "evt-2")]
+        hashes = await repository.known_hashes(session, keys)
+        retractions = await repository.retractions_of(
+            session, [(source, "evt-2"), (source, "evt-1"), ("other", "evt-2")]
+        )
+    assert hashes == {
+        (source, "evt-1"): stored[0]["content_hash"],
+        (source, "evt-3"): stored[2]["content_hash"],
+    }
+    assert retractions == {(source, "evt-2"): ids[3]}
