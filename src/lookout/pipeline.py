@@ -12,7 +12,7 @@ at all.
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -474,6 +474,7 @@ async def _evaluate(
     )
     history, at_address = await _history(session, config, events, snapshots)
     matches: list[tuple[TriggerEvent, Candidate]] = []
+    evaluations: Counter[str] = Counter()  # by event type; counted per rule below
     for (event, on, _), snapshot in zip(targets, snapshots, strict=True):
         trigger = TriggerEvent(
             event_pk=event.pk,
@@ -489,13 +490,14 @@ async def _evaluate(
                 for r, p in named[event.pk]
             ),
         )
-        for rule in config.rules:
-            if event.type in rule.spec.trigger.types:
-                metrics.RULE_EVALUATIONS.labels(rule.id, rule.version[:12]).inc()
+        evaluations[event.type] += 1
         persons = {m.person_id for m in snapshot.members} | {event.subject_person_id or 0}
         past = [h for p in persons for h in history.get(p, ())]
         past += [h for h in at_address.get(snapshot.household_id, ()) if h.person_id not in persons]
         matches.extend((trigger, c) for c in evaluate(config.rules, trigger, snapshot, past))
+    for rule in config.rules:
+        if n := sum(evaluations[t] for t in rule.spec.trigger.types):
+            metrics.RULE_EVALUATIONS.labels(rule.id, rule.version[:12]).inc(n)
     falsified = await alerts.review_unsupported(
         session,
         {e.pk for e in events},

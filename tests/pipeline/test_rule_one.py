@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tests.factories import (
@@ -17,6 +18,7 @@ from tests.factories import (
     moved_in,
     moved_out,
     person,
+    pipeline_config,
     register_orgs,
     years_before,
 )
@@ -46,7 +48,11 @@ async def test_adult_alcohol_ed_with_children_raises_one_alert(
     await register_orgs(sessions)
     mother, child1, child2 = family()
     since = years_before(NOW, 1)
-    result = await Feeder(sessions).feed(
+    config = pipeline_config()
+    [rule] = [r for r in config.rules if r.id == "adult-substance-misuse-ed"]
+    labels = {"rule": rule.id, "version": rule.version[:12]}
+    evaluations = REGISTRY.get_sample_value("lookout_rule_evaluations_total", labels) or 0
+    result = await Feeder(sessions, config).feed(
         [
             moved_in(mother, since),
             moved_in(child1, since),
@@ -62,6 +68,8 @@ async def test_adult_alcohol_ed_with_children_raises_one_alert(
     conditions = {c["id"]: c for c in alert.explanation["conditions"]}
     assert conditions["trigger"]["subject"]["age"] == 34
     assert sorted(m["age"] for m in conditions["child_in_household"]["members"]) == [4, 7]
+    # The ED attendance was evaluated once against this rule (residences do not trigger it).
+    assert REGISTRY.get_sample_value("lookout_rule_evaluations_total", labels) == evaluations + 1
 
 
 async def test_out_of_order_residence_re_evaluates(

@@ -12,6 +12,7 @@ import orjson
 from sqlalchemy import Select, and_, case, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
 
 from lookout.alerts.models import Alert, AlertEvidence, AlertNote, AlertStatus, OrgSequence
 from lookout.delivery.models import AlertEvent
@@ -311,6 +312,10 @@ async def undeliverable_count(session: AsyncSession) -> int:
     return int(rows.scalar_one())
 
 
+# Lists never return the explanation (the largest column): do not load or decode it.
+_LISTED = defer(Alert.explanation, raiseload=True)
+
+
 def visible_to(org_id: str) -> Select[Alert]:
     """Every query of alerts on behalf of an organisation starts here."""
     return select(Alert).where(Alert.recipient_org_id == org_id)
@@ -359,7 +364,7 @@ async def page_for_org(
             )
         )
     rows = await session.execute(
-        query.order_by(Alert.created_at.desc(), Alert.id.desc()).limit(limit)
+        query.options(_LISTED).order_by(Alert.created_at.desc(), Alert.id.desc()).limit(limit)
     )
     return list(rows.scalars())
 
@@ -383,7 +388,7 @@ async def after_sequence(
 ) -> list[Alert]:
     """Ascending sequence from ``after`` (exclusive): how a subscriber fills gaps."""
     query = (filters or Filters()).apply(visible_to(org_id)).where(Alert.sequence > after)
-    rows = await session.execute(query.order_by(Alert.sequence).limit(limit))
+    rows = await session.execute(query.options(_LISTED).order_by(Alert.sequence).limit(limit))
     return list(rows.scalars())
 
 
