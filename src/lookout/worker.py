@@ -52,6 +52,8 @@ T = TypeVar("T")
 # How often the worker re-sends rejections whose DLQ copy failed (or whose worker died)
 # and refreshes the open-alerts gauge.
 HOUSEKEEPING_INTERVAL_S = 30.0
+# A start-up step that takes longer is abandoned and retried (and logged).
+STARTUP_STEP_TIMEOUT_S = 20.0
 
 # 23505: another worker committed the same event first; on retry it is a duplicate.
 RETRIABLE_SQLSTATES = {
@@ -85,6 +87,7 @@ class Worker:
         self.settings = settings
         self.positions: dict[tuple[str, int], Position | None] = {}
         self.stopping = asyncio.Event()
+        self.started = False  # set once connected and subscribed; SIGTERM before: cancel
         self._sessions: async_sessionmaker[AsyncSession] | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
@@ -162,19 +165,50 @@ class Worker:
             ),
         )
 
-    async def retrying(self, step: str, attempt: Callable[[], Awaitable[T]]) -> T:
+    async def retrying(
+        self, step: str, attempt: Callable[[], Awaitable[T]], *, timeout_s: float | None = None
+    ) -> T:
         """Run ``attempt`` until it succeeds, backing off while the database or the broker
-        is unreachable (a worker started during an outage waits for it; it never exits)."""
+        is unreachable (a worker started during an outage waits for it; it never exits).
+        With ``timeout_s``, an attempt that hangs (a broker that accepts the connection but
+        does not answer) is abandoned and tried again, logged like any other failure."""
         delay = 0.2
         while True:
             try:
-                return await attempt()
+                async with asyncio.timeout(timeout_s):
+                    return await attempt()
             except Exception as exc:
                 if not _retriable(exc):
                     raise
                 log.warning("retrying", step=step, error=safe_error(exc), delay_s=round(delay, 2))
                 await asyncio.sleep(delay + random.uniform(0, delay / 2))  # noqa: S311
                 delay = min(delay * 2, self.settings.retry_backoff_max_s)
+
+    async def _start_clients(self) -> None:
+        """Start the producer (DLQ copies) and the consumer; on any failure stop both, so
+        that a retry starts from clean clients."""
+        s = self.settings
+        producer = AIOKafkaProducer(**kafka.producer_config(s.kafka_bootstrap_servers))
+        consumer = AIOKafkaConsumer(
+            **kafka.consumer_config(
+                s.kafka_bootstrap_servers,
+                group_id=s.consumer_group,
+                session_timeout_ms=s.kafka_session_timeout_ms,
+                heartbeat_interval_ms=s.kafka_heartbeat_interval_ms,
+                fetch_max_wait_ms=s.kafka_fetch_max_wait_ms,
+                max_poll_records=s.kafka_max_poll_records,
+            )
+        )
+        consumer.subscribe([s.events_topic], listener=_Rebalance(self))
+        self._producer, self._consumer = producer, consumer  # the listener may run in start()
+        try:
+            await producer.start()
+            await consumer.start()
+        except BaseException:
+            for client in (consumer, producer):
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(client.stop(), timeout=5)
+            raise
 
     async def run(self) -> None:
         s = self.settings
@@ -186,22 +220,15 @@ class Worker:
                 s.kafka_bootstrap_servers,
                 {s.events_topic: s.events_partitions, s.dlq_topic: s.events_partitions},
             ),
+            timeout_s=STARTUP_STEP_TIMEOUT_S,
         )
         cluster = await self.retrying(
-            "read cluster id", lambda: kafka.cluster_id(s.kafka_bootstrap_servers)
+            "read cluster id",
+            lambda: kafka.cluster_id(s.kafka_bootstrap_servers),
+            timeout_s=STARTUP_STEP_TIMEOUT_S,
         )
-        self._config = await self.retrying("load rules", lambda: self._pipeline_config(cluster))
-        self._producer = AIOKafkaProducer(**kafka.producer_config(s.kafka_bootstrap_servers))
-        await self._producer.start()
-        self._consumer = AIOKafkaConsumer(
-            **kafka.consumer_config(
-                s.kafka_bootstrap_servers,
-                group_id=s.consumer_group,
-                session_timeout_ms=s.kafka_session_timeout_ms,
-                heartbeat_interval_ms=s.kafka_heartbeat_interval_ms,
-                fetch_max_wait_ms=s.kafka_fetch_max_wait_ms,
-                max_poll_records=s.kafka_max_poll_records,
-            )
+        self._config = await self.retrying(
+            "load rules", lambda: self._pipeline_config(cluster), timeout_s=STARTUP_STEP_TIMEOUT_S
         )
         for reason in Reason:  # so that increase() sees each first rejection
             metrics.REJECTIONS.labels(reason.value)
@@ -209,8 +236,12 @@ class Worker:
             metrics.ALERTS_UNDELIVERABLE.labels(rule.id)
         for why in ("retracted", "falsified"):
             metrics.ALERTS_MARKED_FOR_REVIEW.labels(why)
-        self._consumer.subscribe([s.events_topic], listener=_Rebalance(self))
-        await self._consumer.start()
+        await self.retrying(
+            "connect to the broker", self._start_clients, timeout_s=STARTUP_STEP_TIMEOUT_S
+        )
+        assert self._consumer is not None
+        assert self._producer is not None
+        self.started = True
         log.info(
             "worker started",
             topic=s.events_topic,
@@ -551,8 +582,16 @@ def run(settings: Settings) -> None:
     async def main() -> None:
         worker = Worker(settings)
         loop = asyncio.get_running_loop()
+        main_task = asyncio.current_task()
+        assert main_task is not None
+
+        def on_signal() -> None:
+            worker.stopping.set()  # running: finish the batch, commit, leave the group
+            if not worker.started:
+                main_task.cancel()  # still starting (perhaps waiting for an outage): exit
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, worker.stopping.set)
+            loop.add_signal_handler(sig, on_signal)
         with contextlib.suppress(asyncio.CancelledError):
             await worker.run()
 

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from urllib.parse import urlsplit, urlunsplit
@@ -74,3 +77,34 @@ async def test_a_worker_started_during_a_database_outage_waits_for_it(
         await wait_for(lambda: caught_up(sessions, settings, 1), within_s=60)
         assert await count(sessions, Event, Event.event_id == event["id"]) == 1
         await running.stop()
+
+
+async def test_sigterm_while_waiting_for_the_database_exits_cleanly(settings: Settings) -> None:
+    """A worker still starting (here: no database yet) stops on SIGTERM, exit code 0."""
+    real = urlsplit(settings.database_url)
+    env = {
+        **os.environ,
+        "LOOKOUT_DATABASE_URL": urlunsplit(
+            real._replace(netloc=f"{real.username}@127.0.0.1:{free_port()}")
+        ),
+        "LOOKOUT_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "LOOKOUT_EVENTS_TOPIC": settings.events_topic,
+        "LOOKOUT_DLQ_TOPIC": settings.dlq_topic,
+        "LOOKOUT_CONSUMER_GROUP": settings.consumer_group,
+    }
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "lookout",
+        "worker",
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert worker.stderr is not None
+    async with asyncio.timeout(60):  # it is retrying: the database is unreachable
+        while b"retrying" not in await worker.stderr.readline():
+            pass
+    worker.send_signal(signal.SIGTERM)
+    _, _ = await asyncio.wait_for(worker.communicate(), timeout=30)
+    assert worker.returncode == 0
