@@ -185,8 +185,8 @@ class Worker:
                 delay = min(delay * 2, self.settings.retry_backoff_max_s)
 
     async def _start_clients(self) -> None:
-        """Start the producer (DLQ copies) and the consumer; on any failure stop both, so
-        that a retry starts from clean clients."""
+        """Connect the producer (DLQ copies) and the consumer, then subscribe; on any
+        failure stop both, so that a retry starts from clean clients."""
         s = self.settings
         producer = AIOKafkaProducer(**kafka.producer_config(s.kafka_bootstrap_servers))
         consumer = AIOKafkaConsumer(
@@ -199,8 +199,6 @@ class Worker:
                 max_poll_records=s.kafka_max_poll_records,
             )
         )
-        consumer.subscribe([s.events_topic], listener=_Rebalance(self))
-        self._producer, self._consumer = producer, consumer  # the listener may run in start()
         try:
             await producer.start()
             await consumer.start()
@@ -209,6 +207,11 @@ class Worker:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(client.stop(), timeout=5)
             raise
+        self._producer, self._consumer = producer, consumer
+        # Subscribing after start(): start() would otherwise wait for the first assignment,
+        # which during a rebalance storm can take long. The group is joined in the
+        # background; partitions arrive through the listener ("partitions assigned").
+        consumer.subscribe([s.events_topic], listener=_Rebalance(self))
 
     async def run(self) -> None:
         s = self.settings

@@ -91,6 +91,7 @@ async def test_sigterm_while_waiting_for_the_database_exits_cleanly(settings: Se
         "LOOKOUT_EVENTS_TOPIC": settings.events_topic,
         "LOOKOUT_DLQ_TOPIC": settings.dlq_topic,
         "LOOKOUT_CONSUMER_GROUP": settings.consumer_group,
+        "LOOKOUT_WORKER_METRICS_PORT": str(free_port()),
     }
     worker = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -102,9 +103,11 @@ async def test_sigterm_while_waiting_for_the_database_exits_cleanly(settings: Se
         stderr=asyncio.subprocess.PIPE,
     )
     assert worker.stderr is not None
+    seen = b""
     async with asyncio.timeout(60):  # it is retrying: the database is unreachable
-        while b"retrying" not in await worker.stderr.readline():
-            pass
+        while b"retrying" not in (line := await worker.stderr.readline()):
+            assert line, f"the worker exited: {seen[-2000:]!r}"
+            seen += line
     worker.send_signal(signal.SIGTERM)
     _, _ = await asyncio.wait_for(worker.communicate(), timeout=30)
     assert worker.returncode == 0
