@@ -16,6 +16,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -57,6 +58,9 @@ class Message:
 
 @dataclass(frozen=True)
 class PipelineConfig:
+    """What a batch runs with. The derived sets below are computed once per configuration
+    (a rule switch makes a new one), not per event."""
+
     catalogue: Catalogue
     rules: Sequence[Rule]
     group_id: str
@@ -69,21 +73,21 @@ class PipelineConfig:
     review_after: timedelta = timedelta(days=90)
     identity: MatchThresholds = field(default_factory=MatchThresholds)
 
-    @property
+    @cached_property
     def trigger_types(self) -> frozenset[str]:
         return frozenset(t for r in self.rules for t in r.spec.trigger.types)
 
-    @property
+    @cached_property
     def history_types(self) -> frozenset[str]:
         return frozenset(t for r in self.rules for h in r.spec.history for t in h.types)
 
-    @property
+    @cached_property
     def uses_relationships(self) -> bool:
         """Whether any rule asks about relationships (only then does a late relationship
         re-evaluate its households)."""
         return any(c.member.relationship_to_subject for r in self.rules for c in r.spec.household)
 
-    @property
+    @cached_property
     def history_window(self) -> timedelta:
         return timedelta(days=max((r.max_window_days for r in self.rules), default=0))
 
