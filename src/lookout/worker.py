@@ -54,6 +54,7 @@ T = TypeVar("T")
 HOUSEKEEPING_INTERVAL_S = 30.0
 # A start-up step that takes longer is abandoned and retried (and logged).
 STARTUP_STEP_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 15.0  # for leaving the consumer group on SIGTERM
 
 # 23505: another worker committed the same event first; on retry it is a duplicate.
 RETRIABLE_SQLSTATES = {
@@ -287,7 +288,13 @@ class Worker:
                 await self.check_log_ends()
                 self.observe_lag()
         finally:
-            await self._consumer.stop()
+            # Leaving the group can wait on a rebalance in progress (a member that joined
+            # in the background): bounded, as the offsets are in PostgreSQL and the broker
+            # expires a member that did not leave after the session timeout.
+            try:
+                await asyncio.wait_for(self._consumer.stop(), timeout=STOP_TIMEOUT_S)
+            except TimeoutError:
+                log.warning("leaving the consumer group timed out", timeout_s=STOP_TIMEOUT_S)
             await self._producer.stop()
             if self._listener is not None:
                 await self._listener.close()
