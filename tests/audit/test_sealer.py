@@ -126,6 +126,32 @@ async def test_an_open_transaction_holds_back_every_later_record(
         assert (await verify(session, signing.verify_key(settings))).ok
 
 
+async def test_an_open_transaction_with_the_newest_xid_holds_back_its_record(
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    tmp_path: Path,
+) -> None:
+    """The open writer is the newest transaction and nothing commits after it, so a
+    snapshot's xmax (latestCompletedXid + 1) equals its xid: a fence built on xmax let
+    the sealer pass it and seal the records around its seq (a CI failure). The fence
+    takes a fresh xid instead."""
+    settings = with_state_dir(settings, tmp_path)
+    impatient = settings.model_copy(update={"audit_seal_wait_s": 0.3})
+    await write(sessions, 2)  # seq 1, 2
+    async with sessions() as slow:
+        await slow.begin()
+        await record(slow, TEST_ACTOR, [Entry(Action.alert_read, "alert", "slow")])  # seq 3
+        held = await seal(impatient)
+        assert held.waiting
+        assert await seals(sessions) == []
+        await slow.commit()
+    await seal(settings)
+    assert await seals(sessions) == [1, 2, 3]
+    async with sessions() as session:
+        report = await verify(session, signing.verify_key(settings))
+    assert report.ok, report.problem
+
+
 async def test_a_rolled_back_record_leaves_a_gap_that_verifies(
     settings: Settings, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
 ) -> None:

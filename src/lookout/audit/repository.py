@@ -19,15 +19,22 @@ SEALER_LOCK = 0x5EA1E4  # advisory lock key: one sealer at a time
 
 
 async def fence(conn: AsyncConnection) -> tuple[int, int]:
-    """(H, X): the highest sequence number handed out so far, read BEFORE a snapshot
-    whose xmax is X. Two statements, in this order, in a transaction with no xid."""
-    high = (
-        await conn.execute(text("SELECT coalesce(pg_sequence_last_value('audit_records_seq'), 0)"))
-    ).scalar_one()
-    xmax = (
-        await conn.execute(text("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint"))
-    ).scalar_one()
-    return int(high), int(xmax)
+    """(H, X): the highest sequence number handed out so far, and then a newly assigned
+    xid X, which is greater than every xid assigned before H was read. Ends the
+    transaction (X must not stay running, or the wait would never pass).
+
+    Not ``pg_snapshot_xmax``: that is latestCompletedXid + 1, so a writer that is still
+    running and holds the newest xid can equal it and pass the wait unseen."""
+    try:
+        high = (
+            await conn.execute(
+                text("SELECT coalesce(pg_sequence_last_value('audit_records_seq'), 0)")
+            )
+        ).scalar_one()
+        xid = (await conn.execute(text("SELECT pg_current_xact_id()::text::bigint"))).scalar_one()
+    finally:
+        await conn.rollback()
+    return int(high), int(xid)
 
 
 async def oldest_running_xid(conn: AsyncConnection) -> int:

@@ -14,15 +14,18 @@ seq 11 before 10 is visible would leave 10 out of the chain for ever (or put it 
 order). The sealer therefore seals only rows that no open transaction can still precede:
 
 1. Fence: read ``H = pg_sequence_last_value('audit_records_seq')``, then (next
-   statement, so a later snapshot) ``X = pg_snapshot_xmax(pg_current_snapshot())``.
+   statement) take a new xid ``X = pg_current_xact_id()`` and end that transaction.
+   Xids are handed out in increasing order, so X is above every xid assigned before H
+   was read. (Not ``pg_snapshot_xmax``: that is latestCompletedXid + 1, which a writer
+   still running with the newest xid can equal; the wait below would then pass while
+   it is open, and its record would be left out of the chain.)
 2. The BEFORE INSERT trigger on ``audit_records`` (migration 0002) gives the writing
    transaction its xid (``pg_current_xact_id()``, kept in the row's ``xid`` column)
    *before* it takes ``nextval``. So every transaction that holds a seq <= H had an xid
-   before H was read, hence before the snapshot: its xid is < X.
+   before H was read: its xid is < X.
 3. Wait until ``pg_snapshot_xmin(pg_current_snapshot()) >= X``: no transaction with an
-   xid below X is still running (the oldest running transaction's snapshot is past the
-   fence). Every seq <= H is now final: committed and visible, or rolled back and never
-   to appear (a permanent gap).
+   xid below X is still running. Every seq <= H is now final: committed and visible, or
+   rolled back and never to appear (a permanent gap).
 4. Seal the visible rows with ``last sealed < seq <= H`` in order. Rows above H wait for
    the next pass.
 
@@ -68,11 +71,11 @@ class SealResult:
     checkpoint_seq: int | None  # a checkpoint signed in this pass
 
 
-async def _wait_past(engine: AsyncEngine, xmax: int, wait_s: float) -> bool:
+async def _wait_past(engine: AsyncEngine, fence_xid: int, wait_s: float) -> bool:
     deadline = time.monotonic() + wait_s
     async with engine.connect() as conn:
         while True:
-            if await repository.oldest_running_xid(conn) >= xmax:
+            if await repository.oldest_running_xid(conn) >= fence_xid:
                 return True
             await conn.rollback()  # a new snapshot for the next look
             if time.monotonic() >= deadline:
@@ -161,8 +164,8 @@ async def seal_once(
     """One pass: fence, wait for older transactions, seal up to the fence, maybe sign."""
     sessions = session_factory(engine)
     async with engine.connect() as conn:
-        high, xmax = await repository.fence(conn)
-    passed = await _wait_past(engine, xmax, settings.audit_seal_wait_s)
+        high, fence_xid = await repository.fence(conn)
+    passed = await _wait_past(engine, fence_xid, settings.audit_seal_wait_s)
     sealed, head = 0, 0
     if passed:
         sealed, head = await _seal_through(sessions, high)
