@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import sys
+import traceback
+from pathlib import Path
 from typing import TextIO
 
 import structlog
@@ -58,6 +60,13 @@ def safe_error(exc: BaseException) -> str:
     """An exception's class name and SQLSTATE if any, never its message."""
     code = getattr(getattr(exc, "orig", None), "sqlstate", None) or getattr(exc, "sqlstate", None)
     return f"{type(exc).__name__}" + (f"[{code}]" if code else "")
+
+
+def safe_traceback(exc: BaseException, frames: int = 6) -> list[str]:
+    """Where an exception was raised: the innermost frames as ``file:line function``,
+    without the message or any local value (for developers to find a defect)."""
+    summary = traceback.extract_tb(exc.__traceback__)[-frames:]
+    return [f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in summary]
 
 
 def mask(value: str) -> str:

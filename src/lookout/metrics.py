@@ -30,6 +30,11 @@ BATCH_SECONDS = Histogram(
 BATCH_RETRIES = Counter(
     "lookout_worker_batch_retries_total", "Batches retried after a retriable error.", ["error"]
 )
+BATCH_SPLITS = Counter(
+    "lookout_worker_batch_splits_total",
+    "Batches split in two to isolate an event that fails processing (see the "
+    "processing_failed rejections).",
+)
 FENCED = Counter(
     "lookout_worker_fenced_total",
     "Batches refused because the stored offset moved (partition lost).",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import cached_property
@@ -366,6 +366,54 @@ async def process_batch(
     await alerts.publish(session, result.alerts, changes)
 
     # 11. Rejections, audit and offsets, in the same transaction.
+    await _store_rejections(session, config, rejected, agencies, result, audit)
+    await record(session, WORKER, audit)
+    await _advance_offsets(session, messages, config, positions)
+    return result
+
+
+async def reject_unprocessable(
+    session: AsyncSession,
+    message: Message,
+    error: str,
+    config: PipelineConfig,
+    positions: Mapping[tuple[str, int], Position | None],
+) -> BatchResult:
+    """Reject one message that failed processing on its own with an error that retrying
+    does not cure (``error`` names its class, never its text): a rejection with reason
+    ``processing_failed``, its audit record and the offset advance, in one transaction.
+    The worker copies it to the dead-letter topic like any rejection; once the cause is
+    fixed, ``lookout dlq replay`` publishes it again."""
+    outcome = validate(
+        message.value,
+        catalogue=config.catalogue,
+        max_bytes=config.max_event_bytes,
+        now=config.clock(),
+        max_skew=config.max_future_skew,
+    )
+    detail = f"processing failed ({error}); replay it once the cause is fixed"
+    invalid = (
+        _invalid(outcome, Reason.processing_failed, detail)
+        if isinstance(outcome, Valid)
+        else Invalid(Reason.processing_failed, detail)
+    )
+    agencies = await ingest.agencies_by_source(session, [invalid.source] if invalid.source else [])
+    result = BatchResult()
+    audit: list[Entry] = []
+    await _store_rejections(session, config, [(message, invalid)], agencies, result, audit)
+    await record(session, WORKER, audit)
+    await _advance_offsets(session, [message], config, positions)
+    return result
+
+
+async def _store_rejections(
+    session: AsyncSession,
+    config: PipelineConfig,
+    rejected: Sequence[tuple[Message, Invalid]],
+    agencies: Container[str],
+    result: BatchResult,
+    audit: list[Entry],
+) -> None:
     rows = []
     for message, invalid in rejected:
         rejection_id = uuid.uuid4()
@@ -396,9 +444,6 @@ async def process_batch(
             )
         )
     await ingest.insert_rejections(session, rows)
-    await record(session, WORKER, audit)
-    await _advance_offsets(session, messages, config, positions)
-    return result
 
 
 async def _trigger_events_in(

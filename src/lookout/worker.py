@@ -5,7 +5,10 @@ Offsets live in PostgreSQL, not in Kafka: on every assignment the worker seeks t
 stored offsets (a new broker cluster means a new log, read from its start). The offset
 write is a compare-and-set, so a worker that lost a partition mid-batch cannot commit.
 Retriable errors (database or broker unreachable, deadlock) back off and retry the same
-batch; nothing is skipped. SIGTERM finishes the current batch, commits and leaves.
+batch; nothing is skipped. An event that fails on its own with an error retrying does not
+cure is isolated by splitting its batch and rejected (``processing_failed``, to the DLQ);
+an error of the environment stops the worker. SIGTERM finishes the current batch, commits
+and leaves.
 """
 
 from __future__ import annotations
@@ -39,8 +42,15 @@ from lookout.ingest import repository as ingest
 from lookout.ingest.catalogue import Catalogue
 from lookout.ingest.repository import Position
 from lookout.ingest.validation import Reason
-from lookout.logging import safe_error
-from lookout.pipeline import Fenced, Message, PipelineConfig, RejectionOut, process_batch
+from lookout.logging import safe_error, safe_traceback
+from lookout.pipeline import (
+    Fenced,
+    Message,
+    PipelineConfig,
+    RejectionOut,
+    process_batch,
+    reject_unprocessable,
+)
 from lookout.rules import repository as rules_repository
 from lookout.rules import service as rules_service
 from lookout.rules.model import Rule, load_rules
@@ -70,16 +80,39 @@ RETRIABLE_SQLSTATES = {
 }
 
 
+# SQLSTATE classes that one event's data can cause (a value the database refuses, a
+# constraint, a trigger's exception): the worker isolates the event and rejects it. Any other
+# database error (privileges, missing objects, resources) is the environment's: the worker
+# stops, and nothing is rejected.
+EVENT_SPECIFIC_SQLSTATE_CLASSES = {"22", "23", "P0"}
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    code = getattr(exc, "sqlstate", None) or getattr(getattr(exc, "orig", None), "sqlstate", None)
+    if code is None:
+        code = getattr(getattr(getattr(exc, "orig", None), "__cause__", None), "sqlstate", None)
+    return code if isinstance(code, str) else None
+
+
+def _event_specific(exc: BaseException) -> bool:
+    """A non-retriable error that the events of a batch, not the environment, may cause:
+    a defect in Lookout's code met by some input (any non-database exception) or a database
+    error of an event-specific class."""
+    if isinstance(exc, MemoryError):
+        return False
+    if isinstance(exc, DBAPIError | asyncpg.PostgresError):
+        code = _sqlstate(exc)
+        return code is not None and code[:2] in EVENT_SPECIFIC_SQLSTATE_CLASSES
+    return True
+
+
 def _retriable(exc: BaseException) -> bool:
     if isinstance(exc, OperationalError | KafkaError | OSError | ConnectionError):
         return True
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated:
             return True
-        code = getattr(exc.orig, "sqlstate", None) or getattr(
-            getattr(exc.orig, "__cause__", None), "sqlstate", None
-        )
-        return code in RETRIABLE_SQLSTATES
+        return _sqlstate(exc) in RETRIABLE_SQLSTATES
     return False
 
 
@@ -314,32 +347,44 @@ class Worker:
     async def _handle(
         self, messages: Sequence[Message], ranges: dict[tuple[str, int], tuple[int, int]]
     ) -> None:
-        delay = 0.2
         generation = {key: self.assignments.get(key, 0) for key in ranges}
-        while True:
-            started = asyncio.get_running_loop().time()
+        started = asyncio.get_running_loop().time()
+        try:
             try:
-                async with self.sessions() as session, session.begin():
-                    result = await process_batch(
+                result = await self._commit(
+                    lambda session: process_batch(
                         session, messages, self.config, dict(self.positions)
                     )
-            except Fenced as exc:
-                metrics.FENCED.inc()
-                log.warning("batch fenced: partition moved on", partition=str(exc))
-                await self._reload_positions({(m.topic, m.partition) for m in messages})
-                return
-            except Exception as exc:
-                if not _retriable(exc):
-                    log.error("batch failed", error=safe_error(exc))
-                    raise
-                metrics.BATCH_RETRIES.labels(safe_error(exc)).inc()
-                log.warning(
-                    "batch failed, retrying", error=safe_error(exc), delay_s=round(delay, 2)
                 )
-                await asyncio.sleep(delay + random.uniform(0, delay / 2))  # noqa: S311
-                delay = min(delay * 2, self.settings.retry_backoff_max_s)
-                continue
-            break
+            except Exception as exc:
+                if not _event_specific(exc):
+                    log.error("batch failed", error=safe_error(exc), where=safe_traceback(exc))
+                    raise
+                if len(messages) > 1:
+                    # Halves keep each partition's order: the list is sorted by partition
+                    # and offset, and the first half commits before the second starts.
+                    log.warning("batch failed; splitting it", error=safe_error(exc))
+                    metrics.BATCH_SPLITS.inc()
+                    half = len(messages) // 2
+                    await self.handle(messages[:half])
+                    await self.handle(messages[half:])
+                    return
+                error = safe_error(exc)
+                log.error(
+                    "event failed on its own; rejected to the dead-letter topic",
+                    error=error,
+                    where=safe_traceback(exc),
+                )
+                result = await self._commit(
+                    lambda session: reject_unprocessable(
+                        session, messages[0], error, self.config, dict(self.positions)
+                    )
+                )
+        except Fenced as exc:
+            metrics.FENCED.inc()
+            log.warning("batch fenced: partition moved on", partition=str(exc))
+            await self._reload_positions({(m.topic, m.partition) for m in messages})
+            return
         for key, (_, last) in ranges.items():
             # Revoked (or revoked and assigned again) while the batch ran: the listener has
             # dropped or re-read the stored position; keep what it did.
@@ -361,6 +406,26 @@ class Worker:
             alerts=len(result.alerts),
         )
         await self.publish_rejections(result.rejections)
+
+    async def _commit(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """Run ``work`` in one transaction; retry retriable errors with backoff until it
+        commits. ``Fenced`` and other errors propagate (rolled back)."""
+        delay = 0.2
+        while True:
+            try:
+                async with self.sessions() as session, session.begin():
+                    return await work(session)
+            except Fenced:
+                raise
+            except Exception as exc:
+                if not _retriable(exc):
+                    raise
+                metrics.BATCH_RETRIES.labels(safe_error(exc)).inc()
+                log.warning(
+                    "batch failed, retrying", error=safe_error(exc), delay_s=round(delay, 2)
+                )
+                await asyncio.sleep(delay + random.uniform(0, delay / 2))  # noqa: S311
+                delay = min(delay * 2, self.settings.retry_backoff_max_s)
 
     async def check_log_ends(self) -> None:
         """With the same broker cluster, a stored offset beyond the log end (as the fetch

@@ -32,6 +32,9 @@ class Reason(StrEnum):
     unknown_source = "unknown_source"
     future_time = "future_time"
     duplicate_conflict = "duplicate_conflict"
+    # Not the event's fault as far as anyone knows: processing it failed on its own, with an
+    # error that retrying does not cure (the worker isolates it from its batch).
+    processing_failed = "processing_failed"
 
 
 # orjson reads JSON nested up to 1,024 levels but writes at most 254: an event nested deeper
