@@ -759,6 +759,7 @@ class Harness:
                     select(
                         Rejection.id,
                         Rejection.reason,
+                        Rejection.detail,
                         Rejection.kafka_partition,
                         Rejection.kafka_offset,
                     )
@@ -809,7 +810,15 @@ class Harness:
         extra = set(by_position) - set(invalid_at)
         if extra:
             fig.rejection_problems += len(extra)
-            fig.problems.append(f"{len(extra)} valid message(s) were rejected")
+            why = Counter(
+                f"{r.reason}: {r.detail}"
+                for r in rejections
+                if (r.kafka_partition, r.kafka_offset) in extra
+            )
+            fig.problems.append(
+                f"{len(extra)} valid message(s) were rejected: "
+                + "; ".join(f"{n} x {reason}" for reason, n in why.most_common())
+            )
 
         # DLQ: every rejection id at least once (at-least-once copy).
         dlq = await self.read_topic(self.settings.dlq_topic)

@@ -44,6 +44,7 @@ from lookout.ingest.repository import Position
 from lookout.ingest.validation import Reason
 from lookout.logging import safe_error, safe_traceback
 from lookout.pipeline import (
+    BatchResult,
     Fenced,
     Message,
     PipelineConfig,
@@ -65,6 +66,9 @@ HOUSEKEEPING_INTERVAL_S = 30.0
 # A start-up step that takes longer is abandoned and retried (and logged).
 STARTUP_STEP_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 15.0  # for leaving the consumer group on SIGTERM
+# A message that fails alone with an error it may cause is tried this often before it is
+# rejected as processing_failed.
+LONE_EVENT_ATTEMPTS = 3
 
 # 23505: another worker committed the same event first; on retry it is a duplicate.
 RETRIABLE_SQLSTATES = {
@@ -98,12 +102,17 @@ def _event_specific(exc: BaseException) -> bool:
     """A non-retriable error that the events of a batch, not the environment, may cause:
     a defect in Lookout's code met by some input (any non-database exception) or a database
     error of an event-specific class."""
-    if isinstance(exc, MemoryError):
+    if isinstance(exc, MemoryError | Fenced):  # Fenced: the partition moved, not a failure
         return False
     if isinstance(exc, DBAPIError | asyncpg.PostgresError):
         code = _sqlstate(exc)
         return code is not None and code[:2] in EVENT_SPECIFIC_SQLSTATE_CLASSES
     return True
+
+
+class StopRequested(BaseException):
+    """SIGTERM while retrying. A BaseException, like ``asyncio.CancelledError``, so that no
+    ``except Exception`` on the way (a batch's error handling) takes it for a failure."""
 
 
 def _retriable(exc: BaseException) -> bool:
@@ -199,6 +208,19 @@ class Worker:
             ),
         )
 
+    async def _back_off(self, delay: float) -> float:
+        """Wait ``delay`` (plus jitter) before a retry and return the next delay. A stop
+        request ends the wait and the retrying: nothing uncommitted is kept, and the stored
+        offsets say where the next owner starts."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                self.stopping.wait(),
+                timeout=delay + random.uniform(0, delay / 2),  # noqa: S311
+            )
+        if self.stopping.is_set():
+            raise StopRequested
+        return min(delay * 2, self.settings.retry_backoff_max_s)
+
     async def retrying(
         self, step: str, attempt: Callable[[], Awaitable[T]], *, timeout_s: float | None = None
     ) -> T:
@@ -215,8 +237,7 @@ class Worker:
                 if not _retriable(exc):
                     raise
                 log.warning("retrying", step=step, error=safe_error(exc), delay_s=round(delay, 2))
-                await asyncio.sleep(delay + random.uniform(0, delay / 2))  # noqa: S311
-                delay = min(delay * 2, self.settings.retry_backoff_max_s)
+                delay = await self._back_off(delay)
 
     async def _start_clients(self) -> None:
         """Connect the producer (DLQ copies) and the consumer, then subscribe; on any
@@ -248,9 +269,18 @@ class Worker:
         consumer.subscribe([s.events_topic], listener=_Rebalance(self))
 
     async def run(self) -> None:
-        s = self.settings
-        engine = create_engine(s.database_url, pool_size=2)
+        engine = create_engine(self.settings.database_url, pool_size=2)
         self._sessions = session_factory(engine)
+        try:
+            await self._run()
+        except StopRequested:
+            log.info("stop requested while retrying: left uncommitted work to the next owner")
+        finally:
+            await engine.dispose()
+            log.info("worker stopped")
+
+    async def _run(self) -> None:
+        s = self.settings
         await self.retrying(
             "create topics",
             lambda: kafka.ensure_topics(
@@ -331,60 +361,42 @@ class Worker:
             await self._producer.stop()
             if self._listener is not None:
                 await self._listener.close()
-            await engine.dispose()
-            log.info("worker stopped")
 
-    async def handle(self, messages: Sequence[Message]) -> None:
-        """Process one batch until it commits (or is fenced); then copy rejections to the DLQ."""
+    async def handle(self, messages: Sequence[Message]) -> bool:
+        """Process one batch until it commits (or is fenced); then copy rejections to the DLQ.
+        False when fenced: the partition moved on, and the messages are stale."""
         ranges: dict[tuple[str, int], tuple[int, int]] = {}
         for m in messages:
             first, last = ranges.get((m.topic, m.partition), (m.offset, m.offset))
             ranges[(m.topic, m.partition)] = (min(first, m.offset), max(last, m.offset))
         offsets = ",".join(f"{p}:{a}-{b}" for (_, p), (a, b) in sorted(ranges.items()))
         with structlog.contextvars.bound_contextvars(topic=messages[0].topic, offsets=offsets):
-            await self._handle(messages, ranges)
+            return await self._handle(messages, ranges)
 
     async def _handle(
         self, messages: Sequence[Message], ranges: dict[tuple[str, int], tuple[int, int]]
-    ) -> None:
+    ) -> bool:
         generation = {key: self.assignments.get(key, 0) for key in ranges}
         started = asyncio.get_running_loop().time()
         try:
-            try:
-                result = await self._commit(
-                    lambda session: process_batch(
-                        session, messages, self.config, dict(self.positions)
-                    )
-                )
-            except Exception as exc:
-                if not _event_specific(exc):
-                    log.error("batch failed", error=safe_error(exc), where=safe_traceback(exc))
-                    raise
-                if len(messages) > 1:
-                    # Halves keep each partition's order: the list is sorted by partition
-                    # and offset, and the first half commits before the second starts.
-                    log.warning("batch failed; splitting it", error=safe_error(exc))
-                    metrics.BATCH_SPLITS.inc()
-                    half = len(messages) // 2
-                    await self.handle(messages[:half])
-                    await self.handle(messages[half:])
-                    return
-                error = safe_error(exc)
-                log.error(
-                    "event failed on its own; rejected to the dead-letter topic",
-                    error=error,
-                    where=safe_traceback(exc),
-                )
-                result = await self._commit(
-                    lambda session: reject_unprocessable(
-                        session, messages[0], error, self.config, dict(self.positions)
-                    )
-                )
+            result = await self._process(messages)
         except Fenced as exc:
             metrics.FENCED.inc()
             log.warning("batch fenced: partition moved on", partition=str(exc))
             await self._reload_positions({(m.topic, m.partition) for m in messages})
-            return
+            return False
+        except Exception as exc:
+            if len(messages) == 1 or not _event_specific(exc):
+                log.error("batch failed", error=safe_error(exc), where=safe_traceback(exc))
+                raise
+            # Halves keep each partition's order: the list is sorted by partition and
+            # offset, and the first half commits before the second starts. A fenced first
+            # half makes the second stale (the consumer was sought back to the stored
+            # offset), so the second half is then never run.
+            log.warning("batch failed; splitting it", error=safe_error(exc))
+            metrics.BATCH_SPLITS.inc()
+            half = len(messages) // 2
+            return await self.handle(messages[:half]) and await self.handle(messages[half:])
         for key, (_, last) in ranges.items():
             # Revoked (or revoked and assigned again) while the batch ran: the listener has
             # dropped or re-read the stored position; keep what it did.
@@ -406,6 +418,45 @@ class Worker:
             alerts=len(result.alerts),
         )
         await self.publish_rejections(result.rejections)
+        return True
+
+    async def _process(self, messages: Sequence[Message]) -> BatchResult:
+        """``process_batch`` in one transaction. A message alone that keeps failing with an
+        error it may cause (``_event_specific``) is rejected instead, after a few attempts
+        (a passing cause, such as a race with another worker, gets its chance)."""
+        attempt = 1
+        while True:
+            try:
+                return await self._commit(
+                    lambda session: process_batch(
+                        session, messages, self.config, dict(self.positions)
+                    )
+                )
+            except Fenced:
+                raise
+            except Exception as exc:
+                if len(messages) > 1 or not _event_specific(exc):
+                    raise
+                error = safe_error(exc)
+                if attempt < LONE_EVENT_ATTEMPTS:
+                    log.warning("event failed on its own; trying again", error=error)
+                    await self._back_off(0.2 * 2**attempt)
+                    attempt += 1
+                    continue
+                log.error(
+                    "event failed on its own; rejected to the dead-letter topic",
+                    error=error,
+                    where=safe_traceback(exc),
+                )
+                return await self._commit(
+                    functools.partial(
+                        reject_unprocessable,
+                        message=messages[0],
+                        error=error,
+                        config=self.config,
+                        positions=dict(self.positions),
+                    )
+                )
 
     async def _commit(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """Run ``work`` in one transaction; retry retriable errors with backoff until it
@@ -424,8 +475,7 @@ class Worker:
                 log.warning(
                     "batch failed, retrying", error=safe_error(exc), delay_s=round(delay, 2)
                 )
-                await asyncio.sleep(delay + random.uniform(0, delay / 2))  # noqa: S311
-                delay = min(delay * 2, self.settings.retry_backoff_max_s)
+                delay = await self._back_off(delay)
 
     async def check_log_ends(self) -> None:
         """With the same broker cluster, a stored offset beyond the log end (as the fetch

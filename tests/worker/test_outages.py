@@ -16,11 +16,13 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tests.conftest import RunningWorker
 from tests.e2e.test_publish_to_alert import caught_up, count, publish, wait_for
 from tests.factories import moved_in, person, register_orgs, years_before
 
+from lookout import metrics
 from lookout.embedded.postgres import free_port
 from lookout.ingest.models import Event
 from lookout.settings import Settings
@@ -111,3 +113,52 @@ async def test_sigterm_while_waiting_for_the_database_exits_cleanly(settings: Se
     worker.send_signal(signal.SIGTERM)
     _, _ = await asyncio.wait_for(worker.communicate(), timeout=30)
     assert worker.returncode == 0
+
+
+async def test_sigterm_while_a_batch_waits_for_the_database_stops_the_worker(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """A running worker whose batch is retrying (the database went away) stops on request
+    at once, committing nothing; before, it retried until the database came back."""
+    await register_orgs(sessions)
+    real = urlsplit(settings.database_url)
+    assert real.hostname is not None
+    assert real.port is not None
+    port = free_port()
+    via_relay = settings.model_copy(
+        update={
+            "database_url": urlunsplit(real._replace(netloc=f"{real.username}@127.0.0.1:{port}")),
+            "retry_backoff_max_s": 60.0,
+        }
+    )
+    running = RunningWorker(via_relay)
+    on = years_before(datetime.now(UTC), 1)
+    async with relay(port, real.hostname, real.port):
+        await running.start()
+        await publish(settings, [moved_in(person(), on)])
+        await wait_for(lambda: caught_up(sessions, settings, 1), within_s=60)
+    # The relay no longer accepts connections; end the worker's open ones.
+    async with sessions() as session:
+        await session.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+    retries = _batch_retries()
+    await publish(settings, [moved_in(person(), on)])
+    await wait_for(lambda: _true(_batch_retries() > retries), within_s=30)
+
+    await running.stop()  # within 30 s, or it raises
+
+    assert await caught_up(sessions, settings, 1)  # the second event was not committed
+    assert await count(sessions, Event) == 1
+
+
+def _batch_retries() -> float:
+    [family] = metrics.BATCH_RETRIES.collect()
+    return sum(s.value for s in family.samples if s.name.endswith("_total"))
+
+
+async def _true(value: bool) -> bool:
+    return value

@@ -23,11 +23,14 @@ from tests.factories import moved_in, person, register_orgs, years_before
 from lookout import metrics
 from lookout.audit.models import AuditRecord
 from lookout.ingest.models import ConsumerOffset, Event, Rejection
+from lookout.pipeline import Fenced
 from lookout.settings import Settings
 from lookout.worker import _event_specific
 
 
-async def _trigger(sessions: async_sessionmaker[AsyncSession], condition: str, code: str) -> None:
+async def poison_trigger(
+    sessions: async_sessionmaker[AsyncSession], condition: str, code: str
+) -> None:
     async with sessions() as session, session.begin():
         await session.execute(
             text(
@@ -51,7 +54,7 @@ async def test_a_poison_event_is_rejected_and_the_rest_of_its_batch_is_processed
     on = years_before(datetime.now(UTC), 1)
     events = [moved_in(person(), on) for _ in range(7)]
     poison = events[3]["id"]
-    await _trigger(sessions, f"NEW.event_id = '{poison}'", "22023")
+    await poison_trigger(sessions, f"NEW.event_id = '{poison}'", "22023")
     splits = metrics.BATCH_SPLITS._value.get()
     await publish(settings, events)  # before the worker starts: one batch holds them all
 
@@ -93,7 +96,7 @@ async def test_an_error_of_the_environment_stops_the_worker_and_rejects_nothing(
     settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     await register_orgs(sessions)
-    await _trigger(sessions, "true", "42501")  # insufficient_privilege, for every event
+    await poison_trigger(sessions, "true", "42501")  # insufficient_privilege, for every event
     on = years_before(datetime.now(UTC), 1)
     await publish(settings, [moved_in(person(), on) for _ in range(3)])
 
@@ -115,3 +118,4 @@ def test_which_errors_an_event_can_cause() -> None:
     assert _event_specific(KeyError("a defect met by some input"))
     assert _event_specific(RecursionError())
     assert not _event_specific(MemoryError())
+    assert not _event_specific(Fenced("events[0]"))  # the partition moved: not a failure

@@ -15,13 +15,15 @@ import asyncpg
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tests.e2e.test_publish_to_alert import count
 from tests.factories import moved_in, person, register_orgs, years_before
+from tests.worker.test_poison import poison_trigger
 
 from lookout import kafka
 from lookout.db import create_engine, plain_url, session_factory
-from lookout.ingest.models import Event
+from lookout.ingest.models import Event, Rejection
 from lookout.ingest.repository import Position
 from lookout.pipeline import Message
 from lookout.settings import Settings
@@ -113,3 +115,31 @@ async def test_a_partition_revoked_mid_batch_is_not_brought_back(
     # no longer owns partition 0 and must not track (or report lag for) it.
     assert await count(sessions, Event) == 1
     assert (topic, 0) not in worker.positions
+
+
+async def test_a_split_batch_whose_first_half_is_fenced_never_runs_its_second_half(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], worker: Worker
+) -> None:
+    """The batch fails on a poison event (offset 3) and is split; meanwhile the partition
+    moved on (its new owner stored offset 2), so the first half is fenced. The second half
+    is stale: running it would commit offsets 2-3 again over the new owner's work."""
+    await register_orgs(sessions)
+    topic = settings.events_topic
+    on = years_before(datetime.now(UTC), 1)
+    events = [moved_in(person(), on) for _ in range(4)]
+    await poison_trigger(sessions, f"NEW.event_id = '{events[3]['id']}'", "22023")
+    async with sessions() as session, session.begin():
+        await session.execute(
+            text(
+                "INSERT INTO consumer_offsets (group_id, topic, partition, cluster_id, next_offset)"
+                " VALUES (:group, :topic, 0, :cluster, 2)"
+            ),
+            {"group": settings.consumer_group, "topic": topic, "cluster": worker.config.cluster_id},
+        )
+    messages = [Message(topic, 0, i, b"k", orjson.dumps(e)) for i, e in enumerate(events)]
+
+    assert not await worker.handle(messages)
+
+    assert await count(sessions, Event) == 0
+    assert await count(sessions, Rejection) == 0
+    assert worker.positions[(topic, 0)] == Position(worker.config.cluster_id, 2)
