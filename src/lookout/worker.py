@@ -26,7 +26,13 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+)
 from aiokafka.errors import KafkaError, NoOffsetForPartitionError, OffsetOutOfRangeError
 from prometheus_client import start_http_server
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -328,9 +334,7 @@ class Worker:
                     await self.retrying("resume partitions", self.resume_moved_partitions)
                     next_resume_check = loop.time() + 2.0
                 try:
-                    records = await self._consumer.getmany(
-                        timeout_ms=200, max_records=s.worker_batch_max
-                    )
+                    records = await self._fetch()
                 except OffsetOutOfRangeError as exc:
                     for tp, offset in exc.args[0].items():
                         await self.stop_partition(tp, offset, None)
@@ -361,6 +365,25 @@ class Worker:
             await self._producer.stop()
             if self._listener is not None:
                 await self._listener.close()
+
+    async def _fetch(self) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
+        """The next records (waiting at most 200 ms for them), or none once a stop is
+        requested: while a rebalance is in progress ``getmany`` waits for the assignment
+        whatever its timeout, which in a rebalance storm can outlast any grace period."""
+        assert self._consumer is not None
+        fetch = asyncio.ensure_future(
+            self._consumer.getmany(timeout_ms=200, max_records=self.settings.worker_batch_max)
+        )
+        stop = asyncio.ensure_future(self.stopping.wait())
+        await asyncio.wait({fetch, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if not fetch.done():
+            fetch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await fetch
+            return {}
+        records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = fetch.result()
+        return records
 
     async def handle(self, messages: Sequence[Message]) -> bool:
         """Process one batch until it commits (or is fenced); then copy rejections to the DLQ.
