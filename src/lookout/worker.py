@@ -719,7 +719,10 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self.worker.on_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self.worker.on_assigned(assigned)
+        # A stop request ends the listener's retrying (a database outage) quietly: raised
+        # into aiokafka, it would kill the group coordination task. The worker is leaving.
+        with contextlib.suppress(StopRequested):
+            await self.worker.on_assigned(assigned)
 
 
 def run(settings: Settings) -> None:
