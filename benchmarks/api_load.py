@@ -1,8 +1,9 @@
 """A small HTTP load client, run as its own process: ``GET /v1/alerts`` (a page of 50)
 from ``--concurrency`` connections for ``--seconds``, each request authenticated and
 naming its end user and purpose as a subscriber's system does. Pages alternate between
-the newest page and following a cursor a few pages deep, as people scroll. Prints one
-JSON object: requests, errors, rps, p50/p90/p99 latency in milliseconds.
+the newest page and following a cursor a few pages deep, as people scroll. Prints
+``measuring`` when its warm-up is over, then one JSON object: requests, errors, rps,
+p50/p90/p99 latency in milliseconds, and the client's own CPU per request.
 
     python -m benchmarks.api_load --url http://127.0.0.1:8000 --token T [--token T2 ...]
 """
@@ -59,6 +60,8 @@ async def main(url: str, tokens: list[str], concurrency: int, seconds: float) ->
             *(_client(http, itertools.cycle(tokens), time.perf_counter() + 2, [], []) for _ in
               range(concurrency))
         )  # fmt: skip
+        print("measuring", flush=True)
+        cpu_started = time.process_time()
         started = time.perf_counter()
         deadline = started + seconds
         cycle = itertools.cycle(tokens)
@@ -66,6 +69,7 @@ async def main(url: str, tokens: list[str], concurrency: int, seconds: float) ->
             *(_client(http, cycle, deadline, latencies, errors) for _ in range(concurrency))
         )
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
     return {
         "requests": len(latencies),
         "errors": len(errors),
@@ -75,6 +79,8 @@ async def main(url: str, tokens: list[str], concurrency: int, seconds: float) ->
         "p90_ms": percentile(latencies, 0.9),
         "p99_ms": percentile(latencies, 0.99),
         "concurrency": concurrency,
+        # This client shares the host's CPUs with the API and PostgreSQL.
+        "client_cpu_ms_per_request": cpu * 1000 / len(latencies) if latencies else 0.0,
     }
 
 
