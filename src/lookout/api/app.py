@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
 from aiokafka import AIOKafkaProducer
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lookout import kafka, metrics
 from lookout.alerts.endpoints import operator_router
@@ -53,6 +55,55 @@ def _problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
+class Observe:
+    """Every HTTP request: its request id (``X-Request-ID``, or a new one) in
+    ``request.state``, the log context and the response header; the request metrics; and,
+    for an error nothing else handled, a problem response that says nothing of the error.
+
+    A plain ASGI middleware rather than ``@app.middleware("http")``: Starlette's
+    ``BaseHTTPMiddleware`` runs the app in a task of its own and passes the response
+    through memory streams, a cost on every request that this does not have. The request
+    is counted and timed when its response starts (the status is known then; a streamed
+    response's body, e.g. the SSE stream, is not part of its latency)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = Headers(scope=scope).get("x-request-id", "")[:64] or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = rid
+        structlog.contextvars.bind_contextvars(request_id=rid)
+        started = time.perf_counter()
+        response_started = False
+
+        async def send_observed(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start" and not response_started:
+                response_started = True
+                MutableHeaders(scope=message)["X-Request-ID"] = rid
+                route = getattr(scope.get("route"), "path", "unmatched")
+                method = scope["method"]
+                metrics.API_REQUESTS.labels(route, method, str(message["status"])).inc()
+                metrics.API_LATENCY.labels(route, method).observe(time.perf_counter() - started)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_observed)
+        except Exception as exc:  # never a bare 500 with a stack trace; never the error text
+            log.error("unhandled error", error=safe_error(exc))
+            if response_started:  # too late for a problem response: the server closes it
+                raise
+            response = _problem(
+                500, "Internal error", "the request failed; quote the request id", rid
+            )
+            await response(scope, receive, send_observed)
+        finally:
+            structlog.contextvars.unbind_contextvars("request_id")
+
+
 def create_app(settings: Settings) -> FastAPI:
     if not settings.token_secret.get_secret_value():
         raise SystemExit("LOOKOUT_TOKEN_SECRET is not set: tokens cannot be signed (see README)")
@@ -81,29 +132,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
 
-    @app.middleware("http")
-    async def observe(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        request.state.request_id = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex
-        structlog.contextvars.bind_contextvars(request_id=request.state.request_id)
-        started = time.perf_counter()
-        try:
-            response = await call_next(request)
-        except Exception as exc:  # never a bare 500 with a stack trace; never the error text
-            log.error("unhandled error", error=safe_error(exc))
-            response = _problem(
-                500,
-                "Internal error",
-                "the request failed; quote the request id",
-                request.state.request_id,
-            )
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        metrics.API_REQUESTS.labels(route, request.method, str(response.status_code)).inc()
-        metrics.API_LATENCY.labels(route, request.method).observe(time.perf_counter() - started)
-        response.headers["X-Request-ID"] = request.state.request_id
-        structlog.contextvars.unbind_contextvars("request_id")
-        return response
+    app.add_middleware(Observe)
 
     @app.exception_handler(LookoutError)
     async def lookout_error(request: Request, exc: LookoutError) -> JSONResponse:
