@@ -6,13 +6,24 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import Select, and_, case, func, or_, select, text, update
+from sqlalchemy import (
+    Result,
+    RowMapping,
+    Select,
+    and_,
+    case,
+    func,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import defer
 
 from lookout.alerts.models import Alert, AlertEvidence, AlertNote, AlertStatus, OrgSequence
 from lookout.delivery.models import AlertEvent
@@ -312,13 +323,49 @@ async def undeliverable_count(session: AsyncSession) -> int:
     return int(rows.scalar_one())
 
 
-# Lists never return the explanation (the largest column): do not load or decode it.
-_LISTED = defer(Alert.explanation, raiseload=True)
-
-
 def visible_to(org_id: str) -> Select[Alert]:
-    """Every query of alerts on behalf of an organisation starts here."""
+    """Every query of alerts on behalf of an organisation starts here (or, for lists, at
+    ``listing_for``: the same condition)."""
     return select(Alert).where(Alert.recipient_org_id == org_id)
+
+
+_c = Alert.__table__.c
+
+# What a list shows of each alert (``AlertOut``; a test keeps the two the same). Lists read
+# these columns as plain rows with Core, not as ORM objects: a page is read-only, and
+# building 50 tracked instances (identity map, instance state) per request was a large
+# part of a listing's CPU. Never the explanation, the largest column.
+LISTED_COLUMNS = (
+    "id",
+    "rule_id",
+    "rule_version",
+    "severity",
+    "status",
+    "household_id",
+    "children",
+    "summary",
+    "trigger_time",
+    "created_at",
+    "updated_at",
+    "review_reason",
+    "sequence",
+    "acknowledged_at",
+    "assignee_kind",
+    "assignee",
+    "closed_at",
+    "outcome",
+    "outcome_text",
+    "review_by",
+    "escalated_at",
+)
+
+
+def listing_for(org_id: str) -> Select[Any]:
+    """The alerts an organisation may list: ``visible_to``'s condition, ``LISTED_COLUMNS``."""
+    return select(*(_c[name] for name in LISTED_COLUMNS)).where(_c.recipient_org_id == org_id)
+
+
+S = TypeVar("S", bound=Select[Any])
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,19 +377,19 @@ class Filters:
     created_since: datetime | None = None
     created_until: datetime | None = None
 
-    def apply(self, query: Select[Alert]) -> Select[Alert]:
+    def apply(self, query: S) -> S:
         if self.status:
-            query = query.where(Alert.status == self.status)
+            query = query.where(_c.status == self.status)
         if self.severity:
-            query = query.where(Alert.severity == self.severity)
+            query = query.where(_c.severity == self.severity)
         if self.rule_id:
-            query = query.where(Alert.rule_id == self.rule_id)
+            query = query.where(_c.rule_id == self.rule_id)
         if self.team:
-            query = query.where(Alert.assignee_kind == "team", Alert.assignee == self.team)
+            query = query.where(_c.assignee_kind == "team", _c.assignee == self.team)
         if self.created_since:
-            query = query.where(Alert.created_at >= self.created_since)
+            query = query.where(_c.created_at >= self.created_since)
         if self.created_until:
-            query = query.where(Alert.created_at < self.created_until)
+            query = query.where(_c.created_at < self.created_until)
         return query
 
 
@@ -353,20 +400,19 @@ async def page_for_org(
     limit: int,
     before: tuple[datetime, uuid.UUID] | None,
     filters: Filters | None = None,
-) -> list[Alert]:
-    """Newest first; keyset pagination on (created_at, id) so new alerts never shift a page."""
-    query = (filters or Filters()).apply(visible_to(org_id))
+) -> Sequence[RowMapping]:
+    """Newest first; keyset pagination on (created_at, id) so new alerts never shift a page.
+    Rows of ``LISTED_COLUMNS``."""
+    query = (filters or Filters()).apply(listing_for(org_id))
     if before is not None:
-        query = query.where(
-            or_(
-                Alert.created_at < before[0],
-                and_(Alert.created_at == before[0], Alert.id < before[1]),
-            )
-        )
-    rows = await session.execute(
-        query.options(_LISTED).order_by(Alert.created_at.desc(), Alert.id.desc()).limit(limit)
+        # A row comparison (both columns are NOT NULL): an index condition on
+        # ix_alerts_recipient_created, where the equivalent OR was a filter over every row
+        # of the pages before.
+        query = query.where(tuple_(_c.created_at, _c.id) < tuple_(before[0], before[1]))
+    rows: Result[Any] = await session.execute(
+        query.order_by(_c.created_at.desc(), _c.id.desc()).limit(limit)
     )
-    return list(rows.scalars())
+    return rows.mappings().all()
 
 
 async def get_for_org(session: AsyncSession, org_id: str, alert_id: uuid.UUID) -> Alert | None:
@@ -385,11 +431,12 @@ async def evidence_of(session: AsyncSession, alert_id: uuid.UUID) -> list[AlertE
 
 async def after_sequence(
     session: AsyncSession, org_id: str, after: int, *, limit: int, filters: Filters | None = None
-) -> list[Alert]:
-    """Ascending sequence from ``after`` (exclusive): how a subscriber fills gaps."""
-    query = (filters or Filters()).apply(visible_to(org_id)).where(Alert.sequence > after)
-    rows = await session.execute(query.options(_LISTED).order_by(Alert.sequence).limit(limit))
-    return list(rows.scalars())
+) -> Sequence[RowMapping]:
+    """Ascending sequence from ``after`` (exclusive): how a subscriber fills gaps. Rows of
+    ``LISTED_COLUMNS``."""
+    query = (filters or Filters()).apply(listing_for(org_id)).where(_c.sequence > after)
+    rows: Result[Any] = await session.execute(query.order_by(_c.sequence).limit(limit))
+    return rows.mappings().all()
 
 
 async def lock_for_org(session: AsyncSession, org_id: str, alert_id: uuid.UUID) -> Alert | None:
