@@ -11,7 +11,6 @@ from typing import Any, TypeVar
 import orjson
 from sqlalchemy import (
     Result,
-    RowMapping,
     Select,
     and_,
     case,
@@ -365,6 +364,12 @@ def listing_for(org_id: str) -> Select[Any]:
     return select(*(_c[name] for name in LISTED_COLUMNS)).where(_c.recipient_org_id == org_id)
 
 
+def _listed(rows: Result[Any]) -> list[dict[str, Any]]:
+    # Plain dicts: pydantic reads a dict's items natively, a RowMapping's one Python call
+    # per field (about five times the validation time of a page).
+    return [dict(zip(LISTED_COLUMNS, row, strict=True)) for row in rows]
+
+
 S = TypeVar("S", bound=Select[Any])
 
 
@@ -400,9 +405,9 @@ async def page_for_org(
     limit: int,
     before: tuple[datetime, uuid.UUID] | None,
     filters: Filters | None = None,
-) -> Sequence[RowMapping]:
+) -> list[dict[str, Any]]:
     """Newest first; keyset pagination on (created_at, id) so new alerts never shift a page.
-    Rows of ``LISTED_COLUMNS``."""
+    Each a dict of ``LISTED_COLUMNS``."""
     query = (filters or Filters()).apply(listing_for(org_id))
     if before is not None:
         # A row comparison (both columns are NOT NULL): an index condition on
@@ -412,7 +417,7 @@ async def page_for_org(
     rows: Result[Any] = await session.execute(
         query.order_by(_c.created_at.desc(), _c.id.desc()).limit(limit)
     )
-    return rows.mappings().all()
+    return _listed(rows)
 
 
 async def get_for_org(session: AsyncSession, org_id: str, alert_id: uuid.UUID) -> Alert | None:
@@ -431,12 +436,12 @@ async def evidence_of(session: AsyncSession, alert_id: uuid.UUID) -> list[AlertE
 
 async def after_sequence(
     session: AsyncSession, org_id: str, after: int, *, limit: int, filters: Filters | None = None
-) -> Sequence[RowMapping]:
-    """Ascending sequence from ``after`` (exclusive): how a subscriber fills gaps. Rows of
-    ``LISTED_COLUMNS``."""
+) -> list[dict[str, Any]]:
+    """Ascending sequence from ``after`` (exclusive): how a subscriber fills gaps. Each a
+    dict of ``LISTED_COLUMNS``."""
     query = (filters or Filters()).apply(listing_for(org_id)).where(_c.sequence > after)
     rows: Result[Any] = await session.execute(query.order_by(_c.sequence).limit(limit))
-    return rows.mappings().all()
+    return _listed(rows)
 
 
 async def lock_for_org(session: AsyncSession, org_id: str, alert_id: uuid.UUID) -> Alert | None:
