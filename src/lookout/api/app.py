@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import structlog
@@ -34,10 +36,10 @@ from lookout.identity.endpoints import persons_router
 from lookout.identity.endpoints import router as identity_router
 from lookout.ingest.catalogue import Catalogue
 from lookout.ingest.endpoints import router as publishers_router
-from lookout.logging import safe_error
+from lookout.logging import configure_logging, safe_error
 from lookout.orgs.admin_endpoints import router as admin_router
 from lookout.orgs.endpoints import router as token_router
-from lookout.settings import Settings
+from lookout.settings import Settings, get_settings
 
 log = structlog.get_logger("lookout.api")
 
@@ -187,3 +189,28 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(persons_router)
     app.include_router(identity_router)
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The app of one of ``lookout api``'s worker processes (``LOOKOUT_API_WORKERS`` > 1):
+    uvicorn starts each as a new interpreter, which reads the settings and sets up logging."""
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    return create_app(settings)
+
+
+@contextmanager
+def multiprocess_metrics() -> Iterator[None]:
+    """Around several API processes: their Prometheus metrics go to files in a shared
+    folder (``PROMETHEUS_MULTIPROC_DIR``, set here to a new temporary one unless it is
+    set), which ``/metrics`` of any of them sums. Must be entered before the processes
+    start (prometheus_client reads the variable at import)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="lookout-api-metrics-") as folder:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+        try:
+            yield
+        finally:
+            del os.environ["PROMETHEUS_MULTIPROC_DIR"]
