@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tests.factories import OTHER_LA, client_token, raise_alerts, register_orgs
 
+from lookout.alerts.models import Alert
 from lookout.alerts.repository import LISTED_COLUMNS
 from lookout.alerts.schemas import AlertDetail, AlertOut
 from lookout.audit.actions import Action
@@ -65,3 +66,50 @@ async def test_the_cursor_walks_every_alert_once_newest_first_and_each_page_is_a
     assert {(r.actor_org_id, r.end_user, r.purpose) for r in listed} == {
         ("hackney-cs", "sw-42", "safeguarding_triage")
     }
+
+
+@pytest.mark.asyncio
+async def test_filters_narrow_both_orders_and_an_empty_one_is_ignored(
+    sessions: async_sessionmaker[AsyncSession], api_url: str
+) -> None:
+    await register_orgs(sessions)
+    await raise_alerts(sessions, 3)
+    await raise_alerts(sessions, 2)
+    await raise_alerts(sessions, 2, la_code=OTHER_LA)  # another organisation's
+    async with sessions() as session:
+        rows = (
+            await session.execute(
+                select(Alert.id, Alert.sequence, Alert.created_at).where(
+                    Alert.recipient_org_id == "hackney-cs"
+                )
+            )
+        ).all()
+    newest_first = [str(r.id) for r in sorted(rows, key=lambda r: (r.created_at, r.id))][::-1]
+    by_sequence = {str(r.id): r.sequence for r in rows}
+    async with httpx.AsyncClient(base_url=api_url) as http:
+        own = await client_token(http, sessions, "hackney-cs")
+
+        async def ids(**params: Any) -> list[str]:
+            answer = await http.get("/v1/alerts", headers=own, params=params)
+            assert answer.status_code == 200, answer.text
+            return [item["id"] for item in answer.json()["items"]]
+
+        assert await ids() == newest_first
+        assert await ids(rule="") == newest_first  # empty: no filter
+        acked = newest_first[1]
+        assert (await http.post(f"/v1/alerts/{acked}/acknowledge", headers=own)).status_code == 200
+        assert await ids(status="acknowledged") == [acked]
+        assert await ids(status="new") == [a for a in newest_first if a != acked]
+        assert await ids(status="new", after_sequence=0) == sorted(
+            (a for a in newest_first if a != acked), key=by_sequence.__getitem__
+        )
+        assert await ids(status="closed") == []
+        assert await ids(rule="no-such-rule") == []
+        assert await ids(team="mash") == []
+        first = (
+            await http.get("/v1/alerts", headers=own, params={"limit": 2, "status": "new"})
+        ).json()
+        rest = await ids(status="new", cursor=first["next_cursor"])
+        assert [i["id"] for i in first["items"]] + rest == [a for a in newest_first if a != acked]
+        assert await ids(created_until="2000-01-01T00:00:00Z") == []
+        assert await ids(created_since="2000-01-01T00:00:00Z") == newest_first
