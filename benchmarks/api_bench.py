@@ -6,16 +6,24 @@ local authority's children's services, numbered per organisation as the worker n
 them, with explanations of the evaluator's shape and size. The API is the real one
 (``python -m lookout api``: uvicorn, one process); the load comes from a separate process
 (:mod:`benchmarks.api_load`). Only PostgreSQL and the API run while it is measured.
+
+Besides latency it reports CPU: the API's processes' CPU time over the measured seconds per
+request (from ``/proc``, the uvicorn process and any worker processes it started), and the
+load client's own, since all of them share the host's cores. ``profile`` runs py-spy on the
+API during the measurement (raw stacks, for a flame graph or a grep).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import random
-import subprocess
+import signal
 import sys
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -161,29 +169,88 @@ async def seed_alerts(url: str, pop: Population, count: int, seed: int = 1) -> d
     return per_org
 
 
+def _tree_cpu_s(root: int) -> float:
+    """User + system CPU seconds of ``root`` and its live descendants (Linux ``/proc``)."""
+    ticks = float(os.sysconf("SC_CLK_TCK"))
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            # after the name: state ppid ... utime (14th field) stime (15th)
+            stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks)
+    tree, total = {root}, 0.0
+    grew = True
+    while grew:
+        grew = False
+        for pid, (ppid, _) in stats.items():
+            if ppid in tree and pid not in tree:
+                tree.add(pid)
+                grew = True
+    for pid in tree:
+        total += stats.get(pid, (0, 0.0))[1]
+    return total
+
+
 async def run(
-    servers: Servers, url: str, orgs: list[str], *, concurrency: int, seconds: float
+    servers: Servers,
+    url: str,
+    orgs: list[str],
+    *,
+    concurrency: int,
+    seconds: float,
+    profile: Path | None = None,
+    api_settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Start the API, get a token per organisation, run the load client process."""
-    api, base = await start_api(servers, url, token_secret="bench-" + uuid.uuid4().hex)
+    api, base = await start_api(
+        servers, url, token_secret="bench-" + uuid.uuid4().hex, **(api_settings or {})
+    )
+    spy: asyncio.subprocess.Process | None = None
     try:
         tokens = [await access_token(url, base, org) for org in orgs]
-        argv = [sys.executable, "-m", "benchmarks.api_load", "--url", base]
+        argv = ["-m", "benchmarks.api_load", "--url", base]
         argv += [x for t in tokens for x in ("--token", t)]
         argv += ["--concurrency", str(concurrency), "--seconds", str(seconds)]
-        done = await asyncio.to_thread(
-            subprocess.run,
-            argv,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=seconds + 120,
+        load = await asyncio.create_subprocess_exec(
+            sys.executable, *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
         )
-        if done.returncode != 0:
-            raise RuntimeError(f"api_load failed:\n{done.stderr[-3000:]}")
-        result: dict[str, Any] = orjson.loads(done.stdout.strip().splitlines()[-1])
+        assert load.stdout is not None
+        # The client says when its warm-up is over: sample the API's CPU (and run py-spy)
+        # over the measured part only.
+        ready = (await asyncio.wait_for(load.stdout.readline(), 60)).decode()
+        if ready.strip() != "measuring":
+            _, err = await asyncio.wait_for(load.communicate(), 30)
+            raise RuntimeError(f"api_load failed:\n{ready}{err.decode()[-3000:]}")
+        cpu_before = _tree_cpu_s(api.pid)
+        if profile is not None:
+            spy = await asyncio.create_subprocess_exec(
+                str(Path(sys.executable).parent / "py-spy"),
+                "record", "--pid", str(api.pid), "--subprocesses", "--rate", "100",
+                "--format", "raw", "--output", str(profile), "--nonblocking",
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            )  # fmt: skip
+        out, err = await asyncio.wait_for(load.communicate(), seconds + 120)
+        cpu_after = _tree_cpu_s(api.pid)
+        stdout = out.decode()
+        if load.returncode != 0:
+            raise RuntimeError(f"api_load failed:\n{err.decode()[-3000:]}")
+        result: dict[str, Any] = orjson.loads(stdout.strip().splitlines()[-1])
         api.check()
         result["api_rss_mb_peak"] = api.rss_mb()[1]
+        # Sampled from the end of the warm-up to the client's exit: the same window as
+        # the requests counted, give or take the client's start and stop.
+        result["api_cpu_ms_per_request"] = (
+            (cpu_after - cpu_before) * 1000 / result["requests"] if result["requests"] else 0.0
+        )
         return result
     finally:
+        if spy is not None:  # SIGINT: py-spy stops sampling and writes its output
+            spy.send_signal(signal.SIGINT)
+            try:
+                await asyncio.wait_for(spy.wait(), 60)
+            except TimeoutError:
+                spy.kill()
+                await spy.wait()
         api.stop()

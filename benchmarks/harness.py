@@ -209,9 +209,13 @@ class Process:
         self._log.close()
 
 
-async def start_api(servers: Servers, url: str, token_secret: str) -> tuple[Process, str]:
+async def start_api(
+    servers: Servers, url: str, token_secret: str, **settings: Any
+) -> tuple[Process, str]:
     port = free_port()
-    env = lookout_env(servers, url, api_host="127.0.0.1", api_port=port, token_secret=token_secret)
+    env = lookout_env(
+        servers, url, api_host="127.0.0.1", api_port=port, token_secret=token_secret, **settings
+    )
     api = Process("api", env, servers.workdir / "api.log")
     base = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient(base_url=base, timeout=2) as http:

@@ -2,6 +2,7 @@
 
     python -m benchmarks.run            # full: 100,000 and 1,000,000 persons (20-40 min)
     python -m benchmarks.run --quick    # the same code at small sizes (under 2 minutes)
+    python -m benchmarks.run --only api # just GET /v1/alerts under load (prints only)
 
 Starts its own embedded PostgreSQL (durable, as in production) and bundled broker
 (``LOOKOUT_BENCH_DATABASE_URL`` / ``LOOKOUT_BENCH_KAFKA_BOOTSTRAP_SERVERS`` to use your
@@ -213,6 +214,8 @@ async def bench(sizes: Sizes, seed: int, log_dir: Path, profile: Path | None) ->
         r["api_rps"] = round(api["rps"], 1)
         r["api_concurrency"] = api["concurrency"]
         r["api_errors"] = api["errors"]
+        r["api_cpu_ms_per_request"] = round(api["api_cpu_ms_per_request"], 2)
+        r["api_client_cpu_ms_per_request"] = round(api["client_cpu_ms_per_request"], 2)
         note("pure rule evaluator, one core")
         ev = await asyncio.to_thread(
             evaluator_bench.run,
@@ -290,6 +293,59 @@ async def _e2e(
             r[f"{prefix}_events_not_committed"] = out["not_committed"]
     finally:
         api.stop()
+    return r
+
+
+async def bench_api_only(
+    sizes: Sizes, seed: int, log_dir: Path, profile: Path | None, api_workers: int | None
+) -> dict[str, Any]:
+    """The API section alone, at the sizes' alert count, load and duration: for working on
+    the API. Its database holds the smallest population (the list reads only the alerts
+    table) and a short backlog run through one worker (alerts need events to point at)."""
+    r: dict[str, Any] = {}
+    loads: list[float] = []
+
+    def note(stage: str) -> None:
+        load = os.getloadavg()[0]
+        loads.append(load)
+        print(f"[{datetime.now(UTC):%H:%M:%S}] {stage} (load average {load:.2f})", flush=True)
+
+    with harness.servers() as servers:
+        now = now_utc()
+        persons = sizes.populations[0]
+        note(f"population of {persons:,}: generate and COPY load")
+        loaded = await harness.population_database(servers, "bench_api", persons, seed, now.date())
+        messages = list(events(Generator(loaded.pop, seed + 10, now, prefix="api"), 2_000))
+        note(f"a backlog of {len(messages):,} events through one worker")
+        await pipeline_bench.publish(servers.bootstrap, "bench.api", messages)
+        await pipeline_bench.worker_backlog(
+            servers, loaded.url, "bench.api", len(messages), log_dir=log_dir
+        )
+        note(f"API: {sizes.api_alerts:,} alerts in the table, GET /v1/alerts under load")
+        await api_bench.seed_alerts(loaded.url, loaded.pop, sizes.api_alerts, seed)
+        note("measuring")
+        api = await api_bench.run(
+            servers,
+            loaded.url,
+            loaded.children_services,
+            concurrency=sizes.api_concurrency,
+            seconds=sizes.api_seconds,
+            profile=profile,
+            api_settings={} if api_workers is None else {"api_workers": api_workers},
+        )
+        note("done")
+        print(f"  api: {api}", flush=True)
+    r["api_alerts_in_table"] = sizes.api_alerts
+    r["api_alerts_list_p50_ms"] = round(api["p50_ms"], 2)
+    r["api_alerts_list_p99_ms"] = round(api["p99_ms"], 2)
+    r["api_rps"] = round(api["rps"], 1)
+    r["api_concurrency"] = api["concurrency"]
+    r["api_errors"] = api["errors"]
+    r["api_cpu_ms_per_request"] = round(api["api_cpu_ms_per_request"], 2)
+    r["api_client_cpu_ms_per_request"] = round(api["client_cpu_ms_per_request"], 2)
+    r["bench_load_average_min"] = round(min(loads), 2)
+    r["bench_load_average_max"] = round(max(loads), 2)
+    r["bench_cpus"] = os.cpu_count() or 0
     return r
 
 
@@ -420,11 +476,37 @@ def main() -> None:
     parser.add_argument(
         "--profile",
         type=Path,
-        help="py-spy the worker during each backlog run; raw stacks to PROFILE.<size>.txt",
+        help="py-spy the worker during each backlog run (raw stacks to PROFILE.<size>.txt); "
+        "with --only api, the API during the load (to PROFILE)",
+    )
+    parser.add_argument(
+        "--only",
+        choices=["api"],
+        help="run one section alone at the chosen sizes and print it (writes nothing)",
+    )
+    parser.add_argument(
+        "--api-workers",
+        type=int,
+        help="with --only api: LOOKOUT_API_WORKERS for the API (default: the setting's)",
     )
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
+    if args.only == "api":
+        log_dir = ROOT / ".lookout" / "bench-logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        results = asyncio.run(
+            bench_api_only(sizes, args.seed, log_dir, args.profile, args.api_workers)
+        )
+        print()
+        print_table(results)
+        for key in ("api_cpu_ms_per_request", "api_client_cpu_ms_per_request"):
+            print(f"{key}: {results[key]}")
+        print(
+            f"load average {results['bench_load_average_min']}-"
+            f"{results['bench_load_average_max']} on {results['bench_cpus']} CPUs"
+        )
+        return
     started = datetime.now(UTC)
     commit = _commit()  # the code measured, whatever is committed while it runs
     log_dir = ROOT / ".lookout" / "bench-logs"

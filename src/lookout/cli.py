@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -89,31 +90,52 @@ def _in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable
 
 
 @app.command()
-def run(workers: Annotated[int, typer.Option(min=1, max=16, help="Worker processes")] = 1) -> None:
+def run(
+    workers: Annotated[int, typer.Option(min=1, max=16, help="Worker processes")] = 1,
+    api_workers: Annotated[
+        int | None,
+        typer.Option(min=1, max=16, help="API processes (default: LOOKOUT_API_WORKERS, 1)"),
+    ] = None,
+) -> None:
     """Start Lookout locally: embedded PostgreSQL and broker unless configured, migrations,
     topics, the API and the workers, supervised until Ctrl-C."""
     from lookout.embedded.stack import run_stack
 
     configure_logging(json=False)
+    if api_workers is not None:  # the supervised `lookout api` reads it from its environment
+        os.environ["LOOKOUT_API_WORKERS"] = str(api_workers)
     raise typer.Exit(run_stack(get_settings(), workers=workers))
 
 
 @app.command()
 def api() -> None:
-    """Serve the HTTP API (uvicorn)."""
+    """Serve the HTTP API (uvicorn; LOOKOUT_API_WORKERS processes)."""
     import uvicorn
 
-    from lookout.api.app import create_app
+    from lookout.api.app import create_app, multiprocess_metrics
 
     settings = _settings("database_url", "kafka_bootstrap_servers")
     configure_logging(settings.log_level, settings.log_json)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.api_host,
-        port=settings.api_port,
-        log_level="warning",
-        access_log=False,
-    )
+    if settings.api_workers == 1:
+        uvicorn.run(
+            create_app(settings),
+            host=settings.api_host,
+            port=settings.api_port,
+            log_level="warning",
+            access_log=False,
+        )
+        return
+    # Each worker process builds the app from the same environment (``app_from_env``).
+    with multiprocess_metrics():
+        uvicorn.run(
+            "lookout.api.app:app_from_env",
+            factory=True,
+            workers=settings.api_workers,
+            host=settings.api_host,
+            port=settings.api_port,
+            log_level="warning",
+            access_log=False,
+        )
 
 
 @app.command()

@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     # API and auth.
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # uvicorn worker processes of ``lookout api`` (one Python process uses one core at
+    # most). More than one: Prometheus metrics are kept per process in a shared folder and
+    # /metrics sums them (PROMETHEUS_MULTIPROC_DIR; a temporary one unless set).
+    api_workers: int = Field(default=1, ge=1, le=64)
     token_secret: SecretStr = SecretStr("")
     token_ttl_s: int = 900
     page_size_max: int = 200

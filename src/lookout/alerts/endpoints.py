@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
+from pydantic import TypeAdapter
 
 from lookout.alerts import repository, service
 from lookout.alerts.models import Alert, AlertStatus
@@ -115,7 +116,7 @@ async def list_alerts(
         )
         page = alerts[:limit]
         if len(alerts) > limit:
-            next_cursor = _encode_cursor(page[-1].created_at, page[-1].id)
+            next_cursor = _encode_cursor(page[-1]["created_at"], page[-1]["id"])
     await record(
         session,
         actor,
@@ -124,11 +125,15 @@ async def list_alerts(
                 Action.alert_listed,
                 "alert",
                 None,
-                details={"count": len(page), "alerts": [str(a.id) for a in page]},
+                details={"count": len(page), "alerts": [str(a["id"]) for a in page]},
             )
         ],
     )
-    return AlertPage(items=[_out(a) for a in page], next_cursor=next_cursor)
+    return AlertPage(items=_LISTED.validate_python(page), next_cursor=next_cursor)
+
+
+# A page's rows validated in one call (pydantic-core walks the list), not one model at a time.
+_LISTED = TypeAdapter(list[AlertOut])
 
 
 def _out(alert: Alert) -> AlertOut:

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaProducer
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import event
+from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lookout import kafka, metrics
 from lookout.alerts.endpoints import operator_router
@@ -28,10 +36,10 @@ from lookout.identity.endpoints import persons_router
 from lookout.identity.endpoints import router as identity_router
 from lookout.ingest.catalogue import Catalogue
 from lookout.ingest.endpoints import router as publishers_router
-from lookout.logging import safe_error
+from lookout.logging import configure_logging, safe_error
 from lookout.orgs.admin_endpoints import router as admin_router
 from lookout.orgs.endpoints import router as token_router
-from lookout.settings import Settings
+from lookout.settings import Settings, get_settings
 
 log = structlog.get_logger("lookout.api")
 
@@ -53,13 +61,79 @@ def _problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
+def api_engine(url: str) -> AsyncEngine:
+    """The API's engine. Instead of SQLAlchemy's pre-ping (for asyncpg: BEGIN, an empty
+    statement and ROLLBACK, three round trips before every request's own), a pooled
+    connection is checked for a closed socket as it is taken from the pool: a PostgreSQL
+    that restarted or ended the session has closed it, and asyncpg has seen that by then.
+    Such a connection is replaced (SQLAlchemy retries the checkout with a new one) before a
+    request can use it, as the pre-ping did."""
+    engine = create_engine(url, pool_size=10, pool_pre_ping=False)
+
+    def closed_is_stale(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        if dbapi_connection.driver_connection.is_closed():
+            raise DisconnectionError("the pooled connection was closed by the server")
+
+    event.listen(engine.sync_engine, "checkout", closed_is_stale)
+    return engine
+
+
+class Observe:
+    """Every HTTP request: its request id (``X-Request-ID``, or a new one) in
+    ``request.state``, the log context and the response header; the request metrics; and,
+    for an error nothing else handled, a problem response that says nothing of the error.
+
+    A plain ASGI middleware rather than ``@app.middleware("http")``: Starlette's
+    ``BaseHTTPMiddleware`` runs the app in a task of its own and passes the response
+    through memory streams, a cost on every request that this does not have. The request
+    is counted and timed when its response starts (the status is known then; a streamed
+    response's body, e.g. the SSE stream, is not part of its latency)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = Headers(scope=scope).get("x-request-id", "")[:64] or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = rid
+        structlog.contextvars.bind_contextvars(request_id=rid)
+        started = time.perf_counter()
+        response_started = False
+
+        async def send_observed(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start" and not response_started:
+                response_started = True
+                MutableHeaders(scope=message)["X-Request-ID"] = rid
+                route = getattr(scope.get("route"), "path", "unmatched")
+                method = scope["method"]
+                metrics.API_REQUESTS.labels(route, method, str(message["status"])).inc()
+                metrics.API_LATENCY.labels(route, method).observe(time.perf_counter() - started)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_observed)
+        except Exception as exc:  # never a bare 500 with a stack trace; never the error text
+            log.error("unhandled error", error=safe_error(exc))
+            if response_started:  # too late for a problem response: the server closes it
+                raise
+            response = _problem(
+                500, "Internal error", "the request failed; quote the request id", rid
+            )
+            await response(scope, receive, send_observed)
+        finally:
+            structlog.contextvars.unbind_contextvars("request_id")
+
+
 def create_app(settings: Settings) -> FastAPI:
     if not settings.token_secret.get_secret_value():
         raise SystemExit("LOOKOUT_TOKEN_SECRET is not set: tokens cannot be signed (see README)")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url, pool_size=10)
+        engine = api_engine(settings.database_url)
         app.state.engine = engine
         app.state.sessions = session_factory(engine)
         # HTTPS ingest: the catalogue once per process, and one producer for every request.
@@ -81,29 +155,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
 
-    @app.middleware("http")
-    async def observe(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        request.state.request_id = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex
-        structlog.contextvars.bind_contextvars(request_id=request.state.request_id)
-        started = time.perf_counter()
-        try:
-            response = await call_next(request)
-        except Exception as exc:  # never a bare 500 with a stack trace; never the error text
-            log.error("unhandled error", error=safe_error(exc))
-            response = _problem(
-                500,
-                "Internal error",
-                "the request failed; quote the request id",
-                request.state.request_id,
-            )
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        metrics.API_REQUESTS.labels(route, request.method, str(response.status_code)).inc()
-        metrics.API_LATENCY.labels(route, request.method).observe(time.perf_counter() - started)
-        response.headers["X-Request-ID"] = request.state.request_id
-        structlog.contextvars.unbind_contextvars("request_id")
-        return response
+    app.add_middleware(Observe)
 
     @app.exception_handler(LookoutError)
     async def lookout_error(request: Request, exc: LookoutError) -> JSONResponse:
@@ -137,3 +189,28 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(persons_router)
     app.include_router(identity_router)
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The app of one of ``lookout api``'s worker processes (``LOOKOUT_API_WORKERS`` > 1):
+    uvicorn starts each as a new interpreter, which reads the settings and sets up logging."""
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    return create_app(settings)
+
+
+@contextmanager
+def multiprocess_metrics() -> Iterator[None]:
+    """Around several API processes: their Prometheus metrics go to files in a shared
+    folder (``PROMETHEUS_MULTIPROC_DIR``, set here to a new temporary one unless it is
+    set), which ``/metrics`` of any of them sums. Must be entered before the processes
+    start (prometheus_client reads the variable at import)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="lookout-api-metrics-") as folder:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+        try:
+            yield
+        finally:
+            del os.environ["PROMETHEUS_MULTIPROC_DIR"]
