@@ -1,41 +1,37 @@
-"""The API benchmark's own HTTP client (``benchmarks.api_load.Connection``) speaks to the
-real API as any client does: keep-alive requests, statuses and bodies as sent."""
+"""The API benchmark's load client (``benchmarks.api_load``) measures what it says: real
+authenticated requests to the running API that succeed, scrolling by cursor."""
 
 from __future__ import annotations
 
 import httpx
-import orjson
-import pytest
-from benchmarks.api_load import Connection
+from benchmarks.api_load import _measure, session
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tests.factories import client_token, raise_alerts, register_orgs
 
-pytestmark = pytest.mark.asyncio
+from lookout.audit.models import AuditRecord
 
 
-async def test_keep_alive_requests_read_whole_answers(
+async def test_the_load_client_makes_real_audited_requests_that_succeed(
     sessions: async_sessionmaker[AsyncSession], api_url: str
 ) -> None:
     await register_orgs(sessions)
-    await raise_alerts(sessions, 3)
+    await raise_alerts(sessions, 120)  # three pages of 50
     async with httpx.AsyncClient(base_url=api_url) as http:
         headers = await client_token(http, sessions, "hackney-cs")
-        expected = (await http.get("/v1/alerts?limit=2", headers=headers)).json()
-    connection = Connection(api_url)
-    try:
-        status, body = await connection.get("/v1/alerts?limit=2", headers)
-        assert status == 200
-        page = orjson.loads(body)
-        assert [i["id"] for i in page["items"]] == [i["id"] for i in expected["items"]]
-        writer = connection.writer
-        status, body = await connection.get(
-            "/v1/alerts?limit=2&cursor=" + page["next_cursor"].replace("=", "%3D"), headers
-        )
-        assert status == 200
-        assert len(orjson.loads(body)["items"]) == 1
-        assert connection.writer is writer  # the same connection
-        status, body = await connection.get("/v1/alerts", {})
-        assert status == 401
-        assert orjson.loads(body)["status"] == 401
-    finally:
-        await connection.close()
+    token = headers["Authorization"].removeprefix("Bearer ")
+
+    async with session(api_url, 2) as http:
+        result = await _measure(http, [token], concurrency=2, seconds=1.0)
+
+    assert result["requests"] > 0
+    assert result["errors"] == 0
+    async with sessions() as db:
+        listed = (
+            await db.execute(
+                select(func.count())
+                .select_from(AuditRecord)
+                .where(AuditRecord.action == "api:alert:listed")
+            )
+        ).scalar_one()
+    assert listed >= result["requests"]  # each request reached the API and was audited
