@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import BigInteger, DateTime, MetaData, bindparam, text
+from sqlalchemy import BigInteger, ColumnElement, DateTime, MetaData, any_, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, QueryableAttribute
+from sqlalchemy.types import TypeEngine
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -67,3 +68,18 @@ async def advisory_locks(session: AsyncSession, namespace: int, ids: Iterable[in
     keys = sorted({namespace | i for i in ids if i > 0})
     if keys:
         await session.execute(_ADVISORY_LOCKS, {"keys": keys})
+
+
+def any_of(
+    column: ColumnElement[Any] | QueryableAttribute[Any],
+    values: Iterable[Any],
+    item_type: type[TypeEngine[Any]] = BigInteger,
+) -> ColumnElement[bool]:
+    """``column = ANY(:values)``, the values as one array parameter.
+
+    ``column.in_(values)`` renders one bind parameter per value: SQLAlchemy expands and
+    renders them on every execution (thousands per batch in the worker), and PostgreSQL
+    sees a different statement, prepared again, for every new count. One array keeps the
+    statement text, its compiled form and its prepared statement the same whatever the
+    count, and means the same for non-NULL values."""
+    return column == any_(bindparam(None, list(values), type_=ARRAY(item_type)))

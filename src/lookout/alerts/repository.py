@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
 from lookout.alerts.models import Alert, AlertEvidence, AlertNote, AlertStatus, OrgSequence
+from lookout.db import any_of
 from lookout.delivery.models import AlertEvent
 from lookout.household.models import Enrolment
 from lookout.ingest.models import Event
@@ -101,7 +102,7 @@ async def unreviewed_alerts_with_evidence(
     pks = list(set(event_pks))
     if not pks:
         return []
-    held = select(AlertEvidence.alert_id).where(AlertEvidence.event_id.in_(pks))
+    held = select(AlertEvidence.alert_id).where(any_of(AlertEvidence.event_id, pks))
     rows = await session.execute(
         select(
             Alert.id,

@@ -8,13 +8,13 @@ from datetime import date
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, delete, insert, select, text, tuple_
+from sqlalchemy import bindparam, delete, insert, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import BigInteger, Date
 
-from lookout.db import advisory_locks
+from lookout.db import advisory_locks, any_of
 from lookout.household.models import Enrolment, Flag, Household, Relationship, Residence
 from lookout.ingest.models import Event
 
@@ -25,6 +25,16 @@ class Interval:
     household_id: int
     valid_from: date | None
     valid_to: date | None
+
+
+# (UPRN, LA code) pairs as two arrays: one prepared statement whatever their number.
+_HOUSEHOLDS = text(
+    """
+    SELECT h.uprn, h.la_code, h.id
+    FROM unnest(CAST(:uprns AS text[]), CAST(:la_codes AS text[])) AS k(uprn, la_code)
+    JOIN households h ON h.uprn = k.uprn AND h.la_code = k.la_code
+    """
+)
 
 
 async def household_ids(
@@ -39,9 +49,7 @@ async def household_ids(
         [{"uprn": u, "la_code": la} for u, la in wanted],
     )
     rows = await session.execute(
-        select(Household.uprn, Household.la_code, Household.id).where(
-            tuple_(Household.uprn, Household.la_code).in_(wanted)
-        )
+        _HOUSEHOLDS, {"uprns": [a[0] for a in wanted], "la_codes": [a[1] for a in wanted]}
     )
     return {(r.uprn, r.la_code): r.id for r in rows}
 
@@ -56,7 +64,7 @@ async def fact_events(
     rows = await session.execute(
         select(Event.subject_person_id, Event.id, Event.facts).where(
             Event.type == event_type,
-            Event.subject_person_id.in_(ids),
+            any_of(Event.subject_person_id, ids),
             Event.retracted_by.is_(None),
         )
     )
@@ -71,7 +79,7 @@ async def replace_residences(
         return set()
     old = await session.execute(
         delete(Residence)
-        .where(Residence.person_id.in_(person_ids))
+        .where(any_of(Residence.person_id, person_ids))
         .returning(Residence.household_id)
     )
     touched = set(old.scalars())
@@ -111,7 +119,7 @@ async def replace_flags(
         return set()
     old = await session.execute(
         delete(Flag)
-        .where(Flag.person_id.in_(person_ids))
+        .where(any_of(Flag.person_id, person_ids))
         .returning(Flag.person_id, Flag.kind, Flag.la_code, Flag.valid_from, Flag.valid_to)
     )
     before = {Period(*r) for r in old}
@@ -140,7 +148,7 @@ async def replace_enrolments(
         return set()
     old = await session.execute(
         delete(Enrolment)
-        .where(Enrolment.person_id.in_(person_ids))
+        .where(any_of(Enrolment.person_id, person_ids))
         .returning(
             Enrolment.person_id,
             Enrolment.school_urn,
@@ -181,7 +189,7 @@ async def households_ever(session: AsyncSession, person_ids: Iterable[int]) -> s
     if not ids:
         return set()
     rows = await session.execute(
-        select(Residence.household_id).where(Residence.person_id.in_(ids)).distinct()
+        select(Residence.household_id).where(any_of(Residence.person_id, ids)).distinct()
     )
     return set(rows.scalars())
 
@@ -193,7 +201,7 @@ async def add_relationships(session: AsyncSession, rows: Sequence[dict[str, Any]
 
 async def remove_relationships_of_events(session: AsyncSession, event_pks: Sequence[int]) -> None:
     if event_pks:
-        await session.execute(delete(Relationship).where(Relationship.event_id.in_(event_pks)))
+        await session.execute(delete(Relationship).where(any_of(Relationship.event_id, event_pks)))
 
 
 _SUBJECT_HOUSEHOLDS = text(
@@ -342,6 +350,6 @@ async def members_ever(session: AsyncSession, household_ids: Iterable[int]) -> s
     if not ids:
         return set()
     rows = await session.execute(
-        select(Residence.person_id).where(Residence.household_id.in_(ids)).distinct()
+        select(Residence.person_id).where(any_of(Residence.household_id, ids)).distinct()
     )
     return set(rows.scalars())

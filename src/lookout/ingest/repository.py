@@ -10,7 +10,9 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, func, insert, or_, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.types import String
 
+from lookout.db import any_of
 from lookout.ingest.models import ConsumerOffset, Event, Rejection
 from lookout.orgs.models import Organisation, OrgKind
 
@@ -143,9 +145,9 @@ async def events_of(
     if not (ids or homes) or not kinds:
         return []
     window = [Event.event_time >= since] + ([Event.event_time <= until] if until else [])
-    whose: ColumnElement[bool] = Event.subject_person_id.in_(ids)
+    whose: ColumnElement[bool] = any_of(Event.subject_person_id, ids)
     if homes:
-        whose = or_(whose, Event.household_id.in_(homes))
+        whose = or_(whose, any_of(Event.household_id, homes))
     rows = await session.execute(
         select(
             Event.id,
@@ -159,7 +161,7 @@ async def events_of(
             Event.facts["persons"],
         ).where(
             whose,
-            Event.type.in_(kinds),
+            any_of(Event.type, kinds, String),
             *window,
             Event.retracted_by.is_(None),
             Event.data.is_not(None),
