@@ -160,19 +160,28 @@ def changed_spans(
     segments: list[Span] = list(zip([None, *bounds], [*bounds, None], strict=True))
 
     def in_force(facts: Counter[tuple[Hashable, date | None, date | None]], span: Span) -> Any:
-        # Counted, not a set: two rows in force are two members (or flags) in a snapshot.
         start, end = span
-        found: Counter[tuple[Hashable, date | None]] = Counter()
-        for (what, since, until), n in facts.items():
-            if (since is None or (start is not None and since <= start)) and (
-                until is None or (end is not None and until >= end)
-            ):
-                found[(what, since)] += n
-        return found
+        return [
+            ((what, since), n)
+            for (what, since, until), n in facts.items()
+            if (since is None or (start is not None and since <= start))
+            and (until is None or (end is not None and until >= end))
+        ]
+
+    def same(a: list[Any], b: list[Any]) -> bool:
+        # Counted, not a set: two rows in force are two members (or flags) in a snapshot.
+        if not a or not b:
+            return not a and not b
+        count: Counter[Any] = Counter()
+        for key, n in a:
+            count[key] += n
+        for key, n in b:
+            count[key] -= n
+        return not any(count.values())
 
     spans: list[Span] = []
     for segment in segments:
-        if in_force(old, segment) == in_force(new, segment):
+        if same(in_force(old, segment), in_force(new, segment)):
             continue
         if spans and spans[-1][1] == segment[0]:
             spans[-1] = (spans[-1][0], segment[1])
