@@ -231,12 +231,13 @@ async def process_batch(
     # 6. Retractions: the withdrawn event stops counting; alerts it supported go to review.
     changes: list[alerts.Change] = []
     # Persons whose derived graph (residences, flags, schools) is rebuilt: subjects of graph
-    # events, and persons an identity merge moved events to or from.
+    # events here, and (resolution.rebuild, below) persons an identity merge moved events
+    # to or from.
     rebuild = {
         i.subject_person_id
         for i in fresh
         if i.valid.event.type in household.GRAPH_TYPES and i.subject_person_id
-    } | resolution.rebuild
+    }
     # Persons whose relationships changed (a relationship both ends of which live in the
     # household is a fact rules can ask about).
     related = {
@@ -279,10 +280,10 @@ async def process_batch(
         )
 
     # 7. The household graph.
-    touched = await household.rebuild_graph(session, rebuild)
+    touched = await household.rebuild_graph(session, rebuild, identity_changed=resolution.rebuild)
     if related and config.uses_relationships:
         # A late relationship re-evaluates the households its persons lived in.
-        touched |= await household_repository.households_ever(session, related)
+        touched.add_always(await household_repository.households_ever(session, related))
     await household_repository.add_relationships(
         session,
         [
@@ -310,14 +311,15 @@ async def process_batch(
         if i.subject_person_id and i.valid.event.type in evaluated_types
     }
     locked = (
-        touched
+        touched.households
         | {i.household_id for i in fresh if i.household_id}
         | await household_repository.households_ever(session, concerned)
     )
     await household_repository.lock_households(session, locked)
 
     # 9. What to evaluate: this batch's trigger events, and the trigger events (within the
-    # alerting horizon) of everyone in a household whose membership just changed.
+    # alerting horizon) of everyone in a household whose membership or members' facts just
+    # changed, dated on a day on which it changed.
     since = now - config.alerting_horizon
     to_evaluate: dict[int, StoredEvent] = {
         i.pk: StoredEvent(
@@ -447,16 +449,44 @@ async def _store_rejections(
 
 
 async def _trigger_events_in(
-    session: AsyncSession, config: PipelineConfig, households: set[int], since: datetime
+    session: AsyncSession, config: PipelineConfig, touched: household.Touched, since: datetime
 ) -> list[StoredEvent]:
-    """The trigger events (within the horizon) of everyone who ever lived in these
-    households, and those recorded at their addresses (a police incident)."""
-    if not households:
+    """The trigger events (within the horizon) that can evaluate differently now that the
+    ``touched`` households changed: those of everyone who ever lived in one of them, or
+    recorded at its address (a police incident), whose date (in the configured time zone)
+    is one on which that household changed (:func:`needs_reevaluation`)."""
+    if not touched.spans:
         return []
-    residents = await household_repository.members_ever(session, households)
-    return await ingest.events_of(
-        session, residents, config.trigger_types, since, household_ids=households
+    homes = await household_repository.homes_ever(session, touched.households)
+    found = await ingest.events_of(
+        session, homes.keys(), config.trigger_types, since, household_ids=touched.households
     )
+    return [e for e in found if needs_reevaluation(e, touched, homes, config.timezone)]
+
+
+def needs_reevaluation(
+    event: StoredEvent,
+    touched: household.Touched,
+    homes: Mapping[int, set[int]],
+    tz: ZoneInfo,
+) -> bool:
+    """Pure: whether a stored trigger event can evaluate differently after ``touched``
+    changed. ``homes``: the touched households each person ever lived in (after the
+    change; ``touched.former`` has those they lived in before it).
+
+    An evaluation reads the event's households as they were on the event's date (members
+    with the day each joined, their ages, flags, schools and relationships, and their
+    history up to that date), so it can change only if one of those households changed on
+    that date: one of the touched households its subject ever lived in (it may have lived
+    there on that date before the change, or after it), or the one at whose address the
+    event happened. Evaluating an unchanged event again finds what it found before (the
+    alerts it raised hold it as evidence already), so skipping it changes nothing."""
+    on = event.time.astimezone(tz).date()
+    subject = event.subject_person_id or 0
+    related = homes.get(subject, set()) | touched.former.get(subject, set())
+    if event.household_id is not None:
+        related.add(event.household_id)
+    return any(touched.covers(h, on) for h in related)
 
 
 async def reevaluate(
@@ -464,14 +494,14 @@ async def reevaluate(
 ) -> list[alerts.Raised]:
     """After an identity change made outside a batch (a confirmed match): rebuild these
     persons' graph and re-evaluate the households it touched, exactly as a batch would."""
-    touched = await household.rebuild_graph(session, persons)
-    await household_repository.lock_households(session, touched)  # before reading, as a batch
+    touched = await household.rebuild_graph(session, (), identity_changed=persons)
+    await household_repository.lock_households(session, touched.households)  # as a batch
     since = config.clock() - config.alerting_horizon
     events = await _trigger_events_in(session, config, touched, since)
     if not events:
         return []
     raised, changes = await _evaluate(
-        session, config, events, touched, audit, config.clock() + config.review_after
+        session, config, events, touched.households, audit, config.clock() + config.review_after
     )
     await alerts.publish(session, raised, changes)
     return raised

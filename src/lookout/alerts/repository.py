@@ -29,6 +29,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lookout.alerts.models import Alert, AlertEvidence, AlertNote, AlertStatus, OrgSequence
+from lookout.db import any_of
 from lookout.delivery.models import AlertEvent
 from lookout.household.models import Enrolment
 from lookout.ingest.models import Event
@@ -115,7 +116,7 @@ async def unreviewed_alerts_with_evidence(
     pks = list(set(event_pks))
     if not pks:
         return []
-    held = select(AlertEvidence.alert_id).where(AlertEvidence.event_id.in_(pks))
+    held = select(AlertEvidence.alert_id).where(any_of(AlertEvidence.event_id, pks))
     rows = await session.execute(
         select(
             Alert.id,
@@ -131,59 +132,111 @@ async def unreviewed_alerts_with_evidence(
     return [Supported(r[0], r[1], r[2], r[3], tuple(r[4])) for r in rows]
 
 
-async def insert_open_alert(session: AsyncSession, values: dict[str, Any]) -> uuid.UUID | None:
-    """Insert an alert unless one is already open for its (rule, household, recipient)."""
+# The worker's writes: a few statements per batch, whatever the number of matches. Keys
+# (rule, household, recipient) travel as three arrays: one prepared statement per shape.
+_OPEN_ALERTS = text(
+    """
+    SELECT a.id, a.rule_id, a.household_id, a.recipient_key, a.children
+    FROM unnest(CAST(:rule_ids AS text[]), CAST(:household_ids AS bigint[]),
+        CAST(:recipient_keys AS text[])) AS k(rule_id, household_id, recipient_key)
+    JOIN alerts a ON a.rule_id = k.rule_id AND a.household_id = k.household_id
+        AND a.recipient_key = k.recipient_key
+    WHERE a.status <> 'closed'
+    """
+)
+_CLOSED_ALERTS = text(
+    """
+    SELECT a.rule_id, a.household_id, a.recipient_key, max(a.closed_at) AS last_closed,
+           array_remove(array_agg(e.event_id), NULL) AS evidence
+    FROM unnest(CAST(:rule_ids AS text[]), CAST(:household_ids AS bigint[]),
+        CAST(:recipient_keys AS text[])) AS k(rule_id, household_id, recipient_key)
+    JOIN alerts a ON a.rule_id = k.rule_id AND a.household_id = k.household_id
+        AND a.recipient_key = k.recipient_key
+    LEFT JOIN alert_evidence e
+        ON e.alert_id = a.id AND e.event_id = ANY(CAST(:event_ids AS bigint[]))
+    WHERE a.status = 'closed'
+    GROUP BY a.rule_id, a.household_id, a.recipient_key
+    """
+)
+
+AlertKey = tuple[str, int, str]  # (rule id, household id, recipient key)
+# Core tables for the multi-row writes (no ORM unit of work, no per-row objects).
+_ALERTS = Alert.metadata.tables["alerts"]
+_EVIDENCE = Alert.metadata.tables["alert_evidence"]
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAlert:
+    id: uuid.UUID
+    children: frozenset[int]
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedAlerts:
+    """What the closed alerts of one (rule, household, recipient) say about new matches:
+    when the last was closed, and which of the events asked about are their evidence."""
+
+    last_closed: datetime | None
+    evidence: frozenset[int]
+
+
+def _keys(keys: Iterable[AlertKey]) -> dict[str, list[Any]]:
+    wanted = sorted(set(keys))
+    return {
+        "rule_ids": [k[0] for k in wanted],
+        "household_ids": [k[1] for k in wanted],
+        "recipient_keys": [k[2] for k in wanted],
+    }
+
+
+async def open_alerts(session: AsyncSession, keys: Iterable[AlertKey]) -> dict[AlertKey, OpenAlert]:
+    """The open (not closed) alert of each (rule, household, recipient) that has one."""
+    params = _keys(keys)
+    if not params["rule_ids"]:
+        return {}
+    rows = await session.execute(_OPEN_ALERTS, params)
+    return {
+        (r.rule_id, r.household_id, r.recipient_key): OpenAlert(r.id, frozenset(r.children or ()))
+        for r in rows
+    }
+
+
+async def closed_alerts(
+    session: AsyncSession, keys: Iterable[AlertKey], event_pks: Iterable[int]
+) -> dict[AlertKey, ClosedAlerts]:
+    """For each key with closed alerts: the latest closure, and which of ``event_pks``
+    a closed alert already holds as evidence."""
+    params = _keys(keys)
+    if not params["rule_ids"]:
+        return {}
+    rows = await session.execute(_CLOSED_ALERTS, params | {"event_ids": sorted(set(event_pks))})
+    return {
+        (r.rule_id, r.household_id, r.recipient_key): ClosedAlerts(
+            r.last_closed, frozenset(r.evidence)
+        )
+        for r in rows
+    }
+
+
+async def insert_open_alerts(
+    session: AsyncSession, rows: Sequence[dict[str, Any]]
+) -> set[uuid.UUID]:
+    """Insert alerts (multi-row statements), skipping any whose (rule, household,
+    recipient) has an open alert already (another writer got there first); returns the
+    ids inserted."""
+    if not rows:
+        return set()
     result = await session.execute(
-        pg_insert(Alert)
-        .values(**values)
+        pg_insert(_ALERTS)
         .on_conflict_do_nothing(
             index_elements=["rule_id", "household_id", "recipient_key"],
             index_where=text("status <> 'closed'"),
         )
-        .returning(Alert.id)
+        .returning(_ALERTS.c.id)
+        .execution_options(render_nulls=True),
+        list(rows),
     )
-    return result.scalar_one_or_none()
-
-
-async def open_alert_id(
-    session: AsyncSession, rule_id: str, household_id: int, recipient_key: str
-) -> uuid.UUID | None:
-    result = await session.execute(
-        select(Alert.id).where(
-            Alert.rule_id == rule_id,
-            Alert.household_id == household_id,
-            Alert.recipient_key == recipient_key,
-            Alert.status != AlertStatus.closed,
-        )
-    )
-    return result.scalar_one_or_none()
-
-
-async def suppressed_by_closed(
-    session: AsyncSession,
-    rule_id: str,
-    household_id: int,
-    recipient_key: str,
-    event_pk: int,
-    not_before: datetime,
-) -> bool:
-    """True if a closed alert already holds this event, or was closed too recently (cool-down)."""
-    result = await session.execute(
-        select(func.count())
-        .select_from(Alert)
-        .outerjoin(
-            AlertEvidence,
-            and_(AlertEvidence.alert_id == Alert.id, AlertEvidence.event_id == event_pk),
-        )
-        .where(
-            Alert.rule_id == rule_id,
-            Alert.household_id == household_id,
-            Alert.recipient_key == recipient_key,
-            Alert.status == AlertStatus.closed,
-            or_(AlertEvidence.event_id.is_not(None), Alert.closed_at > not_before),
-        )
-    )
-    return bool(result.scalar_one())
+    return set(result.scalars())
 
 
 _ADD_CHILDREN = text(
@@ -191,52 +244,61 @@ _ADD_CHILDREN = text(
     UPDATE alerts
     SET children = (
             SELECT jsonb_agg(DISTINCT c ORDER BY c)
-            FROM jsonb_array_elements(alerts.children || CAST(:new AS jsonb)) AS c
+            FROM jsonb_array_elements(alerts.children || CAST(u.new AS jsonb)) AS c
         ),
-        explanation = CAST(:explanation AS jsonb),
+        explanation = CAST(u.explanation AS jsonb),
         updated_at = now()
-    WHERE id = :id AND NOT alerts.children @> CAST(:new AS jsonb)
-    RETURNING id
+    FROM unnest(CAST(:ids AS uuid[]), CAST(:new AS text[]), CAST(:explanations AS text[]))
+        AS u(id, new, explanation)
+    WHERE alerts.id = u.id AND NOT alerts.children @> CAST(u.new AS jsonb)
     """
 )
 
 
 async def add_children(
-    session: AsyncSession, alert_id: uuid.UUID, children: Sequence[int], explanation: dict[str, Any]
-) -> bool:
-    """Add children a later evaluation found (a child who moved in, a late residence) to an
-    open alert, with that evaluation's explanation; children are never removed. One
-    statement, and a no-op when the alert already names them all (the usual case)."""
-    if not children:
-        return False
-    result = await session.execute(
+    session: AsyncSession, updates: Sequence[tuple[uuid.UUID, Sequence[int], dict[str, Any]]]
+) -> None:
+    """Add children a later evaluation found (a child who moved in, a late residence) to
+    open alerts, each with that evaluation's explanation; children are never removed. One
+    statement for all (alert id, children, explanation); an alert that already names them
+    all is left as it is."""
+    updates = [u for u in updates if u[1]]
+    if not updates:
+        return
+    await session.execute(
         _ADD_CHILDREN,
         {
-            "id": alert_id,
-            "new": orjson.dumps(sorted(set(children))).decode(),
-            "explanation": orjson.dumps(explanation).decode(),
+            "ids": [u[0] for u in updates],
+            "new": [orjson.dumps(sorted(set(u[1]))).decode() for u in updates],
+            "explanations": [orjson.dumps(u[2]).decode() for u in updates],
         },
     )
-    return result.scalar_one_or_none() is not None
 
 
 async def add_evidence(
-    session: AsyncSession, alert_id: uuid.UUID, event_pk: int, role: str
-) -> bool:
+    session: AsyncSession, rows: Sequence[tuple[uuid.UUID, int, str]]
+) -> set[tuple[uuid.UUID, int]]:
+    """Add (alert id, event, role) evidence rows; returns the (alert id, event) pairs that
+    were new (an event is evidence of an alert once, in the role it first had)."""
+    first: dict[tuple[uuid.UUID, int], str] = {}
+    for alert_id, event_pk, role in rows:
+        first.setdefault((alert_id, event_pk), role)
+    if not first:
+        return set()
     result = await session.execute(
-        pg_insert(AlertEvidence)
-        .values(alert_id=alert_id, event_id=event_pk, role=role)
+        pg_insert(_EVIDENCE)
         .on_conflict_do_nothing()
-        .returning(AlertEvidence.event_id)
+        .returning(_EVIDENCE.c.alert_id, _EVIDENCE.c.event_id),
+        [{"alert_id": a, "event_id": e, "role": r} for (a, e), r in first.items()],
     )
-    return result.scalar_one_or_none() is not None
+    return {(r.alert_id, r.event_id) for r in result}
 
 
 async def alerts_with_evidence(session: AsyncSession, event_pks: Sequence[int]) -> list[uuid.UUID]:
     if not event_pks:
         return []
     rows = await session.execute(
-        select(AlertEvidence.alert_id).where(AlertEvidence.event_id.in_(event_pks)).distinct()
+        select(AlertEvidence.alert_id).where(any_of(AlertEvidence.event_id, event_pks)).distinct()
     )
     return list(rows.scalars())
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,6 +27,93 @@ class Raised:
     trigger_time: datetime
 
 
+@dataclass(slots=True)
+class Target:
+    """An alert that matches of one apply write to: an open one, or one it raises."""
+
+    id: uuid.UUID
+    new: bool
+    children: set[int]
+    # The values of a raised alert's insert (children and explanation kept up to date).
+    values: dict[str, Any] | None = None
+    # An open alert's children to add and the explanation to set, when matches add any.
+    explanation: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One match, as apply treats it: it raises ``target`` or is evidence for it."""
+
+    raises: bool
+    event: TriggerEvent
+    candidate: Candidate
+    target: Target
+
+
+def plan(
+    matches: Sequence[tuple[TriggerEvent, Candidate]],
+    open_alerts: Mapping[repository.AlertKey, repository.OpenAlert],
+    closed: Mapping[repository.AlertKey, repository.ClosedAlerts],
+    recipients: Mapping[str, str],
+    *,
+    review_by: datetime | None = None,
+    new_id: Callable[[], uuid.UUID] = uuid.uuid4,
+) -> list[Step]:
+    """Pure: what :func:`apply` does with each match, given the open alerts of their keys
+    and what the closed ones hold, taking the matches one at a time in (event time, event,
+    rule) order exactly as statements per match would.
+
+    An open alert for (rule, household, recipient), or one raised by an earlier match of
+    the same call, absorbs the match as evidence and adds the children it names (the
+    explanation becomes that match's when it adds any). Otherwise the match raises a new
+    alert, unless a closed alert of the key holds its event already or was closed within
+    the rule's cool-down before the event. Suppressed matches have no step."""
+    targets: dict[repository.AlertKey, Target] = {}
+    steps: list[Step] = []
+    for event, candidate in sorted(matches, key=lambda m: (m[0].time, m[0].event_pk, m[1].rule.id)):
+        rule, key = candidate.rule, _key(candidate)
+        target = targets.get(key)
+        if target is None and (found := open_alerts.get(key)) is not None:
+            target = targets[key] = Target(found.id, False, set(found.children))
+        if target is None:
+            history = closed.get(key)
+            cooldown_start = event.time - timedelta(days=rule.spec.cooldown_days)
+            if history is not None and (
+                event.event_pk in history.evidence
+                or (history.last_closed is not None and history.last_closed > cooldown_start)
+            ):
+                continue
+            alert_id = new_id()
+            target = targets[key] = Target(alert_id, True, set(candidate.children))
+            target.values = {
+                "id": alert_id,
+                "rule_id": rule.id,
+                "rule_version": rule.version,
+                "severity": rule.spec.severity.value,
+                "household_id": candidate.household_id,
+                "recipient_key": candidate.recipient_key,
+                "recipient_org_id": recipients.get(candidate.recipient_key),
+                "summary": candidate.summary or " ".join(rule.spec.summary.split()),
+                "children": list(candidate.children),
+                "explanation": candidate.explanation,
+                "trigger_event_id": event.event_pk,
+                "trigger_time": event.time,
+                "review_by": review_by,
+            }
+            steps.append(Step(True, event, candidate, target))
+            continue
+        added = set(candidate.children)
+        if added and not added <= target.children:
+            target.children |= added
+            if target.values is not None:
+                target.values["children"] = sorted(target.children)
+                target.values["explanation"] = candidate.explanation
+            else:
+                target.explanation = candidate.explanation
+        steps.append(Step(False, event, candidate, target))
+    return steps
+
+
 async def apply(
     session: AsyncSession,
     matches: Sequence[tuple[TriggerEvent, Candidate]],
@@ -38,67 +125,77 @@ async def apply(
 
     An open alert for (rule, household, recipient) absorbs further matches; after it is
     closed, a match raises a new alert only if its event is not already evidence of the
-    closed alert and it falls outside the rule's cool-down after the closure."""
+    closed alert and it falls outside the rule's cool-down after the closure.
+
+    A handful of statements whatever the number of matches: read the open and closed
+    alerts of every key, decide in Python (:func:`plan`), then insert the new alerts, add
+    children, and insert the evidence, each as one multi-row statement."""
+    if not matches:
+        return []
+    keys = {_key(c) for _, c in matches}
+    recipients = await repository.recipients(session, {c.recipient_key for _, c in matches})
+    found = await repository.open_alerts(session, keys)
+    closed = await repository.closed_alerts(
+        session, keys - found.keys(), {e.event_pk for e, _ in matches}
+    )
+    steps: list[Step] = []
+    pending = list(matches)
+    while pending:
+        planned = plan(pending, found, closed, recipients, review_by=review_by)
+        new = [s.target.values for s in planned if s.target.values is not None and s.raises]
+        inserted = await repository.insert_open_alerts(session, new)
+        lost = {_key(s.candidate) for s in planned if s.raises and s.target.id not in inserted}
+        # Another writer opened these keys first: their matches are evidence on its alert
+        # (planned again against it; rare).
+        steps += [s for s in planned if _key(s.candidate) not in lost]
+        pending = [(s.event, s.candidate) for s in planned if _key(s.candidate) in lost]
+        found = await repository.open_alerts(session, lost) if lost else {}
+    steps.sort(key=lambda s: (s.event.time, s.event.event_pk, s.candidate.rule.id))
+    await repository.add_children(
+        session,
+        [
+            (t.id, sorted(t.children), t.explanation)
+            for t in {id(s.target): s.target for s in steps}.values()
+            if not t.new and t.explanation is not None
+        ],
+    )
+    added = await repository.add_evidence(
+        session,
+        [(s.target.id, s.event.event_pk, "trigger" if s.raises else "match") for s in steps],
+    )
     raised: list[Raised] = []
-    recipients = await repository.recipients(session, (c.recipient_key for _, c in matches))
-    for event, candidate in sorted(matches, key=lambda m: (m[0].time, m[0].event_pk, m[1].rule.id)):
-        rule = candidate.rule
-        key = (rule.id, candidate.household_id, candidate.recipient_key)
-        alert_id = await repository.open_alert_id(session, *key)
-        if alert_id is None:
-            cooldown_start = event.time - timedelta(days=rule.spec.cooldown_days)
-            if await repository.suppressed_by_closed(session, *key, event.event_pk, cooldown_start):
-                continue
-            org_id = recipients.get(candidate.recipient_key)
-            alert_id = await repository.insert_open_alert(
-                session,
-                {
-                    "id": uuid.uuid4(),
-                    "rule_id": rule.id,
-                    "rule_version": rule.version,
-                    "severity": rule.spec.severity.value,
-                    "household_id": candidate.household_id,
-                    "recipient_key": candidate.recipient_key,
-                    "recipient_org_id": org_id,
-                    "summary": candidate.summary or " ".join(rule.spec.summary.split()),
-                    "children": list(candidate.children),
-                    "explanation": candidate.explanation,
-                    "trigger_event_id": event.event_pk,
-                    "trigger_time": event.time,
-                    "review_by": review_by,
-                },
-            )
-            if alert_id is not None:
-                await repository.add_evidence(session, alert_id, event.event_pk, "trigger")
-                raised.append(Raised(alert_id, org_id, event.time))
-                kind = candidate.recipient_key.split(":", 1)[0]
-                metrics.ALERTS_RAISED.labels(
-                    rule.id, rule.version[:12], rule.spec.severity.value, kind
-                ).inc()
-                if org_id is None:
-                    metrics.ALERTS_UNDELIVERABLE.labels(rule.id).inc()
-                audit.append(
-                    Entry(
-                        Action.alert_raised,
-                        "alert",
-                        str(alert_id),
-                        outcome="raised" if org_id else "undeliverable",
-                        details={
-                            "rule_id": rule.id,
-                            "rule_version": rule.version,
-                            "household_id": candidate.household_id,
-                            "recipient_org_id": org_id,
-                            "trigger_event": event.event_pk,
-                        },
-                    )
+    reported: set[tuple[uuid.UUID, int]] = set()
+    for step in steps:
+        rule, event, alert_id = step.candidate.rule, step.event, step.target.id
+        if step.raises:
+            org_id = recipients.get(step.candidate.recipient_key)
+            raised.append(Raised(alert_id, org_id, event.time))
+            kind = step.candidate.recipient_key.split(":", 1)[0]
+            metrics.ALERTS_RAISED.labels(
+                rule.id, rule.version[:12], rule.spec.severity.value, kind
+            ).inc()
+            if org_id is None:
+                metrics.ALERTS_UNDELIVERABLE.labels(rule.id).inc()
+            audit.append(
+                Entry(
+                    Action.alert_raised,
+                    "alert",
+                    str(alert_id),
+                    outcome="raised" if org_id else "undeliverable",
+                    details={
+                        "rule_id": rule.id,
+                        "rule_version": rule.version,
+                        "household_id": step.candidate.household_id,
+                        "recipient_org_id": org_id,
+                        "trigger_event": event.event_pk,
+                    },
                 )
-                continue
-            # Another worker opened it between our two statements: absorb instead.
-            alert_id = await repository.open_alert_id(session, *key)
-            if alert_id is None:
-                continue
-        await repository.add_children(session, alert_id, candidate.children, candidate.explanation)
-        if await repository.add_evidence(session, alert_id, event.event_pk, "match"):
+            )
+            reported.add((alert_id, event.event_pk))
+            continue
+        pair = (alert_id, event.event_pk)
+        if pair in added and pair not in reported:
+            reported.add(pair)
             metrics.ALERT_EVIDENCE_ADDED.labels(rule.id).inc()
             audit.append(
                 Entry(
@@ -109,6 +206,10 @@ async def apply(
                 )
             )
     return raised
+
+
+def _key(candidate: Candidate) -> repository.AlertKey:
+    return (candidate.rule.id, candidate.household_id, candidate.recipient_key)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,8 @@ class Actor:
     request_id: str | None = None
 
 
+_AUDIT_RECORDS = AuditRecord.metadata.tables["audit_records"]
+
 WORKER = Actor(client_id="lookout-worker", purpose="safeguarding_triggers")
 
 
@@ -37,11 +39,12 @@ class Entry:
 
 
 async def record(session: AsyncSession, actor: Actor, entries: Sequence[Entry]) -> None:
-    """Append ``entries`` for ``actor`` in one multi-row statement."""
+    """Append ``entries`` for ``actor`` in one multi-row statement (Core, on the table: no
+    ORM bookkeeping per row; the trigger numbers the rows)."""
     if not entries:
         return
     await session.execute(
-        insert(AuditRecord),
+        insert(_AUDIT_RECORDS),
         [
             {
                 "actor_org_id": actor.org_id,

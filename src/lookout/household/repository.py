@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, delete, insert, select, text, tuple_
+from sqlalchemy import bindparam, delete, insert, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import BigInteger, Date
 
-from lookout.db import advisory_locks
+from lookout.db import advisory_locks, any_of
 from lookout.household.models import Enrolment, Flag, Household, Relationship, Residence
 from lookout.ingest.models import Event
 
@@ -25,6 +25,16 @@ class Interval:
     household_id: int
     valid_from: date | None
     valid_to: date | None
+
+
+# (UPRN, LA code) pairs as two arrays: one prepared statement whatever their number.
+_HOUSEHOLDS = text(
+    """
+    SELECT h.uprn, h.la_code, h.id
+    FROM unnest(CAST(:uprns AS text[]), CAST(:la_codes AS text[])) AS k(uprn, la_code)
+    JOIN households h ON h.uprn = k.uprn AND h.la_code = k.la_code
+    """
+)
 
 
 async def household_ids(
@@ -39,9 +49,7 @@ async def household_ids(
         [{"uprn": u, "la_code": la} for u, la in wanted],
     )
     rows = await session.execute(
-        select(Household.uprn, Household.la_code, Household.id).where(
-            tuple_(Household.uprn, Household.la_code).in_(wanted)
-        )
+        _HOUSEHOLDS, {"uprns": [a[0] for a in wanted], "la_codes": [a[1] for a in wanted]}
     )
     return {(r.uprn, r.la_code): r.id for r in rows}
 
@@ -56,26 +64,49 @@ async def fact_events(
     rows = await session.execute(
         select(Event.subject_person_id, Event.id, Event.facts).where(
             Event.type == event_type,
-            Event.subject_person_id.in_(ids),
+            any_of(Event.subject_person_id, ids),
             Event.retracted_by.is_(None),
         )
     )
     return [(r.subject_person_id, r.id, r.facts) for r in rows]
 
 
+def _matched(old: Sequence[tuple[int, Any]], new: Sequence[Any]) -> tuple[list[int], list[Any]]:
+    """(ids of the old rows to delete, new values to insert) so that the stored rows equal
+    ``new``: rows that stay as they are are neither deleted nor written again."""
+    kept: dict[Any, list[int]] = {}
+    for row_id, value in old:
+        kept.setdefault(value, []).append(row_id)
+    added = []
+    for value in new:
+        if kept.get(value):
+            kept[value].pop()
+        else:
+            added.append(value)
+    return [row_id for ids in kept.values() for row_id in ids], added
+
+
 async def replace_residences(
     session: AsyncSession, person_ids: Sequence[int], intervals: Sequence[Interval]
-) -> set[int]:
-    """Replace these persons' residences; return every household touched (before or after)."""
+) -> list[Interval]:
+    """Make these persons' residences ``intervals`` (only the rows that differ are deleted
+    or inserted); return the residences they had before."""
     if not person_ids:
-        return set()
-    old = await session.execute(
-        delete(Residence)
-        .where(Residence.person_id.in_(person_ids))
-        .returning(Residence.household_id)
+        return []
+    rows = await session.execute(
+        select(
+            Residence.id,
+            Residence.person_id,
+            Residence.household_id,
+            Residence.valid_from,
+            Residence.valid_to,
+        ).where(any_of(Residence.person_id, person_ids))
     )
-    touched = set(old.scalars())
-    if intervals:
+    old = [(r[0], Interval(*r[1:])) for r in rows]
+    gone, added = _matched(old, intervals)
+    if gone:
+        await session.execute(delete(Residence).where(any_of(Residence.id, gone)))
+    if added:
         await session.execute(
             insert(Residence),
             [
@@ -85,11 +116,10 @@ async def replace_residences(
                     "valid_from": i.valid_from,
                     "valid_to": i.valid_to,
                 }
-                for i in intervals
+                for i in added
             ],
         )
-        touched.update(i.household_id for i in intervals)
-    return touched
+    return [i for _, i in old]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,52 +135,59 @@ class Period:
 
 async def replace_flags(
     session: AsyncSession, person_ids: Sequence[int], periods: Sequence[Period]
-) -> set[int]:
-    """Replace these persons' flags; return the persons whose flags changed."""
+) -> list[Period]:
+    """Make these persons' flags ``periods`` (only the rows that differ are deleted or
+    inserted); return the flags they had before."""
     if not person_ids:
-        return set()
-    old = await session.execute(
-        delete(Flag)
-        .where(Flag.person_id.in_(person_ids))
-        .returning(Flag.person_id, Flag.kind, Flag.la_code, Flag.valid_from, Flag.valid_to)
+        return []
+    rows = await session.execute(
+        select(
+            Flag.id, Flag.person_id, Flag.kind, Flag.la_code, Flag.valid_from, Flag.valid_to
+        ).where(any_of(Flag.person_id, person_ids))
     )
-    before = {Period(*r) for r in old}
-    if periods:
+    old = [(r[0], Period(*r[1:])) for r in rows]
+    gone, added = _matched(old, [replace(p, holder=p.holder or "") for p in periods])
+    if gone:
+        await session.execute(delete(Flag).where(any_of(Flag.id, gone)))
+    if added:
         await session.execute(
             insert(Flag),
             [
                 {
                     "person_id": p.person_id,
                     "kind": p.kind,
-                    "la_code": p.holder or "",
+                    "la_code": p.holder,
                     "valid_from": p.valid_from,
                     "valid_to": p.valid_to,
                 }
-                for p in periods
+                for p in added
             ],
         )
-    return {p.person_id for p in before.symmetric_difference(periods)}
+    return [p for _, p in old]
 
 
 async def replace_enrolments(
     session: AsyncSession, person_ids: Sequence[int], periods: Sequence[Period]
-) -> set[int]:
-    """Replace these persons' enrolments; return the persons whose enrolments changed."""
+) -> list[Period]:
+    """Make these persons' enrolments ``periods`` (only the rows that differ are deleted or
+    inserted); return the enrolments they had before."""
     if not person_ids:
-        return set()
-    old = await session.execute(
-        delete(Enrolment)
-        .where(Enrolment.person_id.in_(person_ids))
-        .returning(
+        return []
+    rows = await session.execute(
+        select(
+            Enrolment.id,
             Enrolment.person_id,
             Enrolment.school_urn,
             Enrolment.dsl_org_id,
             Enrolment.valid_from,
             Enrolment.valid_to,
-        )
+        ).where(any_of(Enrolment.person_id, person_ids))
     )
-    before = {Period(*r) for r in old}
-    if periods:
+    old = [(r[0], Period(*r[1:])) for r in rows]
+    gone, added = _matched(old, periods)
+    if gone:
+        await session.execute(delete(Enrolment).where(any_of(Enrolment.id, gone)))
+    if added:
         await session.execute(
             insert(Enrolment),
             [
@@ -161,10 +198,10 @@ async def replace_enrolments(
                     "valid_from": p.valid_from,
                     "valid_to": p.valid_to,
                 }
-                for p in periods
+                for p in added
             ],
         )
-    return {p.person_id for p in before.symmetric_difference(periods)}
+    return [p for _, p in old]
 
 
 HOUSEHOLD_LOCK = 2 << 60  # advisory-lock namespace of households (persons: 1 << 60)
@@ -181,9 +218,27 @@ async def households_ever(session: AsyncSession, person_ids: Iterable[int]) -> s
     if not ids:
         return set()
     rows = await session.execute(
-        select(Residence.household_id).where(Residence.person_id.in_(ids)).distinct()
+        select(Residence.household_id).where(any_of(Residence.person_id, ids)).distinct()
     )
     return set(rows.scalars())
+
+
+async def households_ever_of(
+    session: AsyncSession, person_ids: Iterable[int]
+) -> dict[int, set[int]]:
+    """Every household these persons have lived in, with which of them lived there."""
+    ids = list(set(person_ids))
+    if not ids:
+        return {}
+    rows = await session.execute(
+        select(Residence.household_id, Residence.person_id)
+        .where(any_of(Residence.person_id, ids))
+        .distinct()
+    )
+    found: dict[int, set[int]] = {}
+    for household_id, person_id in rows:
+        found.setdefault(household_id, set()).add(person_id)
+    return found
 
 
 async def add_relationships(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
@@ -193,7 +248,7 @@ async def add_relationships(session: AsyncSession, rows: Sequence[dict[str, Any]
 
 async def remove_relationships_of_events(session: AsyncSession, event_pks: Sequence[int]) -> None:
     if event_pks:
-        await session.execute(delete(Relationship).where(Relationship.event_id.in_(event_pks)))
+        await session.execute(delete(Relationship).where(any_of(Relationship.event_id, event_pks)))
 
 
 _SUBJECT_HOUSEHOLDS = text(
@@ -336,12 +391,28 @@ def _json(value: Any) -> list[Any]:
     return list(loaded)
 
 
+async def homes_ever(session: AsyncSession, household_ids: Iterable[int]) -> dict[int, set[int]]:
+    """Everyone who has a residence at these households at any time, with which of them."""
+    ids = list(set(household_ids))
+    if not ids:
+        return {}
+    rows = await session.execute(
+        select(Residence.person_id, Residence.household_id)
+        .where(any_of(Residence.household_id, ids))
+        .distinct()
+    )
+    found: dict[int, set[int]] = {}
+    for person_id, household_id in rows:
+        found.setdefault(person_id, set()).add(household_id)
+    return found
+
+
 async def members_ever(session: AsyncSession, household_ids: Iterable[int]) -> set[int]:
     """Everyone who has a residence at these households at any time."""
     ids = list(set(household_ids))
     if not ids:
         return set()
     rows = await session.execute(
-        select(Residence.person_id).where(Residence.household_id.in_(ids)).distinct()
+        select(Residence.person_id).where(any_of(Residence.household_id, ids)).distinct()
     )
     return set(rows.scalars())

@@ -7,9 +7,9 @@ graph never depends on the order the events came in.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections import Counter, defaultdict
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -137,13 +137,115 @@ def enrolment_periods(person_id: int, facts: Iterable[tuple[int, dict[str, Any]]
     )
 
 
-async def rebuild_graph(session: AsyncSession, person_ids: Iterable[int]) -> set[int]:
+# A span of dates [start, end): None is unbounded on that side.
+Span = tuple[date | None, date | None]
+ALWAYS: Span = (None, None)
+
+
+def changed_spans(
+    before: Iterable[tuple[Hashable, date | None, date | None]],
+    after: Iterable[tuple[Hashable, date | None, date | None]],
+) -> list[Span]:
+    """Pure: the dates on which two versions of one person's facts read differently.
+
+    A fact is ``(what, valid_from, valid_to)``, in force on the days ``valid_from <= d <
+    valid_to``. What a snapshot shows on a day is the set of ``(what, valid_from)`` in force
+    (a household's members with the day each joined; a member's flags and schools with
+    their since-dates), so a date is changed when those sets differ on it. Returns the
+    changed dates as sorted, disjoint spans (empty: nothing reads differently)."""
+    old, new = Counter(before), Counter(after)
+    if old == new:
+        return []
+    bounds = sorted({b for _, start, end in old | new for b in (start, end) if b is not None})
+    segments: list[Span] = list(zip([None, *bounds], [*bounds, None], strict=True))
+
+    def in_force(facts: Counter[tuple[Hashable, date | None, date | None]], span: Span) -> Any:
+        start, end = span
+        return [
+            ((what, since), n)
+            for (what, since, until), n in facts.items()
+            if (since is None or (start is not None and since <= start))
+            and (until is None or (end is not None and until >= end))
+        ]
+
+    def same(a: list[Any], b: list[Any]) -> bool:
+        # Counted, not a set: two rows in force are two members (or flags) in a snapshot.
+        if not a or not b:
+            return not a and not b
+        count: Counter[Any] = Counter()
+        for key, n in a:
+            count[key] += n
+        for key, n in b:
+            count[key] -= n
+        return not any(count.values())
+
+    spans: list[Span] = []
+    for segment in segments:
+        if same(in_force(old, segment), in_force(new, segment)):
+            continue
+        if spans and spans[-1][1] == segment[0]:
+            spans[-1] = (spans[-1][0], segment[1])
+        else:
+            spans.append(segment)
+    return spans
+
+
+def covers(spans: Iterable[Span], on: date) -> bool:
+    return any((s is None or s <= on) and (e is None or on < e) for s, e in spans)
+
+
+@dataclass
+class Touched:
+    """The households whose membership or members' facts changed, each with the dates on
+    which they changed: only trigger events on those dates can evaluate differently."""
+
+    spans: dict[int, list[Span]] = field(default_factory=dict)
+    # The households each rebuilt person lived in before the rebuild (they may no longer
+    # live there at all, yet their events were evaluated there).
+    former: dict[int, set[int]] = field(default_factory=dict)
+
+    @property
+    def households(self) -> set[int]:
+        return set(self.spans)
+
+    def add(self, household_id: int, spans: Iterable[Span]) -> None:
+        self.spans.setdefault(household_id, []).extend(spans)
+
+    def add_always(self, household_ids: Iterable[int]) -> None:
+        for household_id in household_ids:
+            self.add(household_id, [ALWAYS])
+
+    def covers(self, household_id: int, on: date) -> bool:
+        return covers(self.spans.get(household_id, ()), on)
+
+
+async def rebuild_graph(
+    session: AsyncSession, person_ids: Iterable[int], *, identity_changed: Iterable[int] = ()
+) -> Touched:
     """Recompute these persons' residences, flags and enrolments from their events; return
-    the households whose membership or members' facts changed (to re-evaluate)."""
-    ids = sorted(set(person_ids))
+    the households whose membership or members' facts changed, with the dates on which
+    they did (to re-evaluate).
+
+    ``identity_changed``: persons an identity merge or unlink moved events to or from.
+    Their events' subject changed, not only their graph, so every household they lived in,
+    before or after, changed on every date."""
+    ids = sorted(set(person_ids) | set(identity_changed))
+    touched = Touched()
     if not ids:
-        return set()
-    touched = await rebuild_residences(session, ids)
+        return touched
+    before, after = await rebuild_residences(session, ids)
+    touched.former = {p: {i.household_id for i in found} for p, found in before.items()}
+    for person_id in ids:
+        old = [(i.household_id, i.valid_from, i.valid_to) for i in before.get(person_id, [])]
+        new = [(i.household_id, i.valid_from, i.valid_to) for i in after.get(person_id, [])]
+        for household_id in {h for h, _, _ in old} | {h for h, _, _ in new}:
+            touched.add(
+                household_id,
+                changed_spans(
+                    (f for f in old if f[0] == household_id),
+                    (f for f in new if f[0] == household_id),
+                ),
+            )
     flags: dict[int, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
     for event_type in FLAG_TYPES:
         for person_id, event_pk, facts in await repository.fact_events(session, event_type, ids):
@@ -151,23 +253,55 @@ async def rebuild_graph(session: AsyncSession, person_ids: Iterable[int]) -> set
     enrolments: dict[int, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
     for person_id, event_pk, facts in await repository.fact_events(session, ENROLMENT, ids):
         enrolments[person_id].append((event_pk, facts))
-    changed = await repository.replace_flags(
-        session, ids, [p for i in ids for p in flag_periods(i, flags.get(i, []))]
-    )
-    changed |= await repository.replace_enrolments(
-        session, ids, [p for i in ids for p in enrolment_periods(i, enrolments.get(i, []))]
-    )
-    return touched | await repository.households_ever(session, changed)
+    new_flags = [p for i in ids for p in flag_periods(i, flags.get(i, []))]
+    new_enrolments = [p for i in ids for p in enrolment_periods(i, enrolments.get(i, []))]
+    old_flags = await repository.replace_flags(session, ids, new_flags)
+    old_enrolments = await repository.replace_enrolments(session, ids, new_enrolments)
+    # A member's flags and schools change their household(s) on the dates they change.
+    versions: dict[int, tuple[list[Any], list[Any]]] = defaultdict(lambda: ([], []))
+    for side, kind, periods in (
+        (0, "flag", old_flags),
+        (1, "flag", new_flags),
+        (0, "school", old_enrolments),
+        (1, "school", new_enrolments),
+    ):
+        for p in periods:
+            versions[p.person_id][side].append(
+                ((kind, p.kind, p.holder or ""), p.valid_from, p.valid_to)
+            )
+    changed = {p: changed_spans(old, new) for p, (old, new) in versions.items()}
+    changed = {p: spans for p, spans in changed.items() if spans}
+    for household_id, persons in (
+        await repository.households_ever_of(session, set(changed) | set(identity_changed))
+    ).items():
+        for person_id in persons:
+            touched.add(household_id, changed.get(person_id, ()))
+            if person_id in identity_changed:
+                touched.add(household_id, [ALWAYS])
+    for person_id in identity_changed:
+        touched.add_always(
+            {i.household_id for i in (*before.get(person_id, []), *after.get(person_id, []))}
+        )
+    touched.spans = {h: spans for h, spans in touched.spans.items() if spans}
+    return touched
 
 
-async def rebuild_residences(session: AsyncSession, person_ids: Iterable[int]) -> set[int]:
-    """Recompute the residences of these persons; return the households whose membership changed."""
+async def rebuild_residences(
+    session: AsyncSession, person_ids: Iterable[int]
+) -> tuple[dict[int, list[Interval]], dict[int, list[Interval]]]:
+    """Recompute the residences of these persons; return them before and after, by person."""
     ids = sorted(set(person_ids))
     by_person: dict[int, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
     for person_id, event_pk, facts in await repository.fact_events(session, RESIDENCE, ids):
         by_person[person_id].append((event_pk, facts))
     intervals = [i for p in ids for i in residence_intervals(p, by_person.get(p, []))]
-    return await repository.replace_residences(session, ids, intervals)
+    before: dict[int, list[Interval]] = defaultdict(list)
+    for i in await repository.replace_residences(session, ids, intervals):
+        before[i.person_id].append(i)
+    after: dict[int, list[Interval]] = defaultdict(list)
+    for i in intervals:
+        after[i.person_id].append(i)
+    return before, after
 
 
 async def snapshots(

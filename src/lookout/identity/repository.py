@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import BigInteger
 
-from lookout.db import advisory_locks
+from lookout.db import advisory_locks, any_of
 from lookout.household.models import Relationship
 from lookout.identity.models import (
     IdentityMerge,
@@ -460,7 +460,7 @@ async def persons(session: AsyncSession, person_ids: Iterable[int]) -> dict[int,
     ids = list(set(person_ids))
     if not ids:
         return {}
-    rows = await session.execute(select(Person).where(Person.id.in_(ids)))
+    rows = await session.execute(select(Person).where(any_of(Person.id, ids)))
     return {p.id: p for p in rows.scalars()}
 
 
@@ -472,7 +472,7 @@ async def merged_into(session: AsyncSession, person_ids: Iterable[int]) -> dict[
         return {}
     rows = await session.execute(
         select(Person.id, Person.merged_into).where(
-            Person.id.in_(ids), Person.merged_into.is_not(None)
+            any_of(Person.id, ids), Person.merged_into.is_not(None)
         )
     )
     return {r.id: r.merged_into for r in rows if r.merged_into is not None}
@@ -482,5 +482,5 @@ async def birth_dates(session: AsyncSession, person_ids: Iterable[int]) -> dict[
     ids = list(set(person_ids))
     if not ids:
         return {}
-    rows = await session.execute(select(Person.id, Person.birth_date).where(Person.id.in_(ids)))
+    rows = await session.execute(select(Person.id, Person.birth_date).where(any_of(Person.id, ids)))
     return {r.id: r.birth_date for r in rows}

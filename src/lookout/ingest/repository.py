@@ -10,7 +10,9 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, func, insert, or_, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.types import String
 
+from lookout.db import any_of
 from lookout.ingest.models import ConsumerOffset, Event, Rejection
 from lookout.orgs.models import Organisation, OrgKind
 
@@ -78,19 +80,18 @@ async def retractions_of(
 async def insert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> list[int]:
     """Insert ``rows`` (distinct (source, event_id) pairs); their ids, in ``rows``' order.
 
-    Multi-row INSERTs (SQLAlchemy's "insertmanyvalues", about 1,000 rows a statement).
-    ``render_nulls``: otherwise the ORM groups rows by which of their values are None and
-    sends each run of equal shape as its own statement. Not ``returning(...,
+    Multi-row INSERTs (SQLAlchemy's "insertmanyvalues", about 1,000 rows a statement), as
+    a Core statement on the table: the ORM's bulk insert spent its time collecting each
+    row into insert commands (and grouped rows by which of their values are None unless
+    told ``render_nulls``); every row here has the same keys. Not ``returning(...,
     sort_by_parameter_order=True)``: with a sequence-generated key and no sentinel column
     SQLAlchemy runs that one row per statement. The ids are matched to the rows by their
     unique (source, event_id) instead."""
     if not rows:
         return []
+    events = Event.metadata.tables["events"]
     result = await session.execute(
-        insert(Event)
-        .returning(Event.id, Event.source, Event.event_id)
-        .execution_options(render_nulls=True),
-        list(rows),
+        insert(events).returning(events.c.id, events.c.source, events.c.event_id), list(rows)
     )
     ids = {(r.source, r.event_id): r.id for r in result}
     return [ids[(row["source"], row["event_id"])] for row in rows]
@@ -143,9 +144,9 @@ async def events_of(
     if not (ids or homes) or not kinds:
         return []
     window = [Event.event_time >= since] + ([Event.event_time <= until] if until else [])
-    whose: ColumnElement[bool] = Event.subject_person_id.in_(ids)
+    whose: ColumnElement[bool] = any_of(Event.subject_person_id, ids)
     if homes:
-        whose = or_(whose, Event.household_id.in_(homes))
+        whose = or_(whose, any_of(Event.household_id, homes))
     rows = await session.execute(
         select(
             Event.id,
@@ -159,7 +160,7 @@ async def events_of(
             Event.facts["persons"],
         ).where(
             whose,
-            Event.type.in_(kinds),
+            any_of(Event.type, kinds, String),
             *window,
             Event.retracted_by.is_(None),
             Event.data.is_not(None),

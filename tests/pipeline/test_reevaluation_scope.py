@@ -1,0 +1,121 @@
+"""A graph change re-evaluates the stored trigger events on the dates it changed, and only
+those: a late fact that matters to an earlier event still raises its alert, and one that
+changes the household after an event leaves that event alone."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from tests.factories import (
+    NOW,
+    Feeder,
+    ed_attendance,
+    moved_in,
+    person,
+    pipeline_config,
+    protection_plan,
+    register_orgs,
+    years_before,
+)
+
+from lookout.alerts.models import Alert
+from lookout.ingest.models import Event
+from lookout.rules.evaluator import evaluate
+
+pytestmark = pytest.mark.asyncio
+
+
+async def rules_raised(sessions: async_sessionmaker[AsyncSession]) -> list[str]:
+    async with sessions() as session:
+        return sorted((await session.execute(select(Alert.rule_id))).scalars())
+
+
+def record_evaluations(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The trigger event pks the pipeline hands to the evaluator, in order."""
+    seen: list[int] = []
+
+    def spy(rules: Any, trigger: Any, snapshot: Any, past: Any) -> Any:
+        seen.append(trigger.event_pk)
+        return evaluate(rules, trigger, snapshot, past)
+
+    monkeypatch.setattr("lookout.pipeline.evaluate", spy)
+    return seen
+
+
+async def test_a_child_who_moved_in_before_an_earlier_attendance_raises_it(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    await register_orgs(sessions)
+    adult, child = person(years_before(NOW, 34)), person(years_before(NOW, 6))
+    feeder = Feeder(sessions, pipeline_config())
+    await feeder.feed([moved_in(adult, years_before(NOW, 2))])
+    await feeder.feed([ed_attendance(adult, at=NOW - timedelta(days=5))])
+    assert await rules_raised(sessions) == []
+    # Arrives later, dated before the attendance: the household changed on its date.
+    await feeder.feed([moved_in(child, (NOW - timedelta(days=10)).date())])
+    assert await rules_raised(sessions) == ["adult-substance-misuse-ed"]
+
+
+async def test_a_late_protection_plan_dated_before_an_attendance_raises_it(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    await register_orgs(sessions)
+    child = person(years_before(NOW, 6))
+    feeder = Feeder(sessions, pipeline_config())
+    await feeder.feed([moved_in(child, years_before(NOW, 2))])
+    await feeder.feed([ed_attendance(child, ("injury",), at=NOW - timedelta(days=3))])
+    assert "cp-child-unscheduled-care" not in await rules_raised(sessions)
+    await feeder.feed([protection_plan(child, "started", (NOW - timedelta(days=20)).date())])
+    assert "cp-child-unscheduled-care" in await rules_raised(sessions)
+
+
+@pytest.mark.parametrize(("days_before", "evaluated_again"), [(25, True), (5, False)])
+async def test_a_move_in_re_evaluates_only_events_on_or_after_its_date(
+    sessions: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+    days_before: int,
+    evaluated_again: bool,
+) -> None:
+    await register_orgs(sessions)
+    adult, child, lodger = (
+        person(years_before(NOW, 34)),
+        person(years_before(NOW, 6)),
+        person(years_before(NOW, 40)),
+    )
+    feeder = Feeder(sessions, pipeline_config())
+    await feeder.feed(
+        [moved_in(adult, years_before(NOW, 2)), moved_in(child, years_before(NOW, 2))]
+    )
+    await feeder.feed([ed_attendance(adult, at=NOW - timedelta(days=20))])
+    assert await rules_raised(sessions) == ["adult-substance-misuse-ed"]
+    async with sessions() as session:
+        attendance = await session.scalar(
+            select(Event.id).where(Event.type == "uk.lookout.health.ed_attendance.v1")
+        )
+    seen = record_evaluations(monkeypatch)
+    await feeder.feed([moved_in(lodger, (NOW - timedelta(days=days_before)).date())])
+    assert (attendance in seen) is evaluated_again
+    assert await rules_raised(sessions) == ["adult-substance-misuse-ed"]  # nothing new
+
+
+async def test_a_residence_that_did_not_change_re_evaluates_nothing(
+    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await register_orgs(sessions)
+    adult, child = person(years_before(NOW, 34)), person(years_before(NOW, 6))
+    since = years_before(NOW, 2)
+    feeder = Feeder(sessions, pipeline_config())
+    await feeder.feed([moved_in(adult, since), moved_in(child, since)])
+    await feeder.feed([ed_attendance(adult, at=NOW - timedelta(days=20))])
+    async with sessions() as session:
+        stored = set((await session.execute(select(Event.id))).scalars())
+    seen = record_evaluations(monkeypatch)
+    # The same move-in again, as a new event: the residences come out the same, so only
+    # the new event itself (a residence is a trigger of the new-adult rule) is evaluated.
+    await feeder.feed([moved_in(child, since)])
+    assert seen
+    assert not set(seen) & stored
