@@ -15,7 +15,6 @@ from sqlalchemy import (
     Integer,
     Result,
     Select,
-    and_,
     bindparam,
     case,
     func,
