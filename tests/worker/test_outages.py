@@ -13,6 +13,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -38,6 +39,22 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
     writer.close()
 
 
+def behind_port(settings: Settings, **update: Any) -> tuple[Settings, int, str, int]:
+    """``settings`` with the database reached on a free local port where nothing listens
+    until a :func:`relay` opens it; also that port and the real server's host and port."""
+    real = urlsplit(settings.database_url)
+    assert real.hostname is not None
+    assert real.port is not None
+    port = free_port()
+    url = urlunsplit(real._replace(netloc=f"{real.username}@127.0.0.1:{port}"))
+    return (
+        settings.model_copy(update={"database_url": url, **update}),
+        port,
+        real.hostname,
+        real.port,
+    )
+
+
 @contextlib.asynccontextmanager
 async def relay(listen_port: int, host: str, port: int) -> AsyncIterator[None]:
     """Forward TCP connections on ``listen_port`` to ``host:port`` while open."""
@@ -57,16 +74,7 @@ async def test_a_worker_started_during_a_database_outage_waits_for_it(
     settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     await register_orgs(sessions)
-    real = urlsplit(settings.database_url)
-    assert real.hostname is not None
-    assert real.port is not None
-    port = free_port()
-    down = settings.model_copy(
-        update={
-            "database_url": urlunsplit(real._replace(netloc=f"{real.username}@127.0.0.1:{port}")),
-            "retry_backoff_max_s": 0.5,
-        }
-    )
+    down, port, host, real_port = behind_port(settings, retry_backoff_max_s=0.5)
     running = RunningWorker(down)
     await running.start()
     assert running.task is not None
@@ -75,7 +83,7 @@ async def test_a_worker_started_during_a_database_outage_waits_for_it(
 
     event = moved_in(person(), years_before(datetime.now(UTC), 1))
     await publish(settings, [event])
-    async with relay(port, real.hostname, real.port):
+    async with relay(port, host, real_port):
         await wait_for(lambda: caught_up(sessions, settings, 1), within_s=60)
         assert await count(sessions, Event, Event.event_id == event["id"]) == 1
         await running.stop()
@@ -83,12 +91,10 @@ async def test_a_worker_started_during_a_database_outage_waits_for_it(
 
 async def test_sigterm_while_waiting_for_the_database_exits_cleanly(settings: Settings) -> None:
     """A worker still starting (here: no database yet) stops on SIGTERM, exit code 0."""
-    real = urlsplit(settings.database_url)
+    down, _, _, _ = behind_port(settings)
     env = {
         **os.environ,
-        "LOOKOUT_DATABASE_URL": urlunsplit(
-            real._replace(netloc=f"{real.username}@127.0.0.1:{free_port()}")
-        ),
+        "LOOKOUT_DATABASE_URL": down.database_url,
         "LOOKOUT_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
         "LOOKOUT_EVENTS_TOPIC": settings.events_topic,
         "LOOKOUT_DLQ_TOPIC": settings.dlq_topic,
@@ -121,19 +127,10 @@ async def test_sigterm_while_a_batch_waits_for_the_database_stops_the_worker(
     """A running worker whose batch is retrying (the database went away) stops on request
     at once, committing nothing; before, it retried until the database came back."""
     await register_orgs(sessions)
-    real = urlsplit(settings.database_url)
-    assert real.hostname is not None
-    assert real.port is not None
-    port = free_port()
-    via_relay = settings.model_copy(
-        update={
-            "database_url": urlunsplit(real._replace(netloc=f"{real.username}@127.0.0.1:{port}")),
-            "retry_backoff_max_s": 60.0,
-        }
-    )
+    via_relay, port, host, real_port = behind_port(settings, retry_backoff_max_s=60.0)
     running = RunningWorker(via_relay)
     on = years_before(datetime.now(UTC), 1)
-    async with relay(port, real.hostname, real.port):
+    async with relay(port, host, real_port):
         await running.start()
         await publish(settings, [moved_in(person(), on)])
         await wait_for(lambda: caught_up(sessions, settings, 1), within_s=60)
