@@ -101,52 +101,34 @@ async def test_seal_chains_every_record_and_signs_a_checkpoint_file(
     assert report.checkpoints_checked == 2
 
 
-async def test_an_open_transaction_holds_back_every_later_record(
+@pytest.mark.parametrize("later_commits_first", [True, False])
+async def test_an_open_transaction_holds_back_its_record_and_every_later_one(
     settings: Settings,
     sessions: async_sessionmaker[AsyncSession],
     tmp_path: Path,
+    later_commits_first: bool,
 ) -> None:
     """Seq order is not commit order: a record committed after a later one still gets its
-    place in the chain, because nothing at or above the open transaction's seq is sealed."""
+    place in the chain, because nothing at or above the open transaction's seq is sealed.
+
+    Without a later commit, the open writer holds the newest xid, so a snapshot's xmax
+    (latestCompletedXid + 1) equals it: a fence built on xmax let the sealer pass it and
+    seal around its seq (a CI failure). The fence takes a fresh xid instead."""
     settings = with_state_dir(settings, tmp_path)
     impatient = settings.model_copy(update={"audit_seal_wait_s": 0.3})
     await write(sessions, 2)  # seq 1, 2
     async with sessions() as slow:
         await slow.begin()
         await record(slow, TEST_ACTOR, [Entry(Action.alert_read, "alert", "slow")])  # seq 3
-        await write(sessions, 1)  # seq 4, committed first
+        if later_commits_first:
+            await write(sessions, 1)  # seq 4, committed first
         held = await seal(impatient)
         assert held.waiting
         assert await seals(sessions) == []
         await slow.commit()
     done = await seal(settings)
     assert not done.waiting
-    assert await seals(sessions) == [1, 2, 3, 4]
-    async with sessions() as session:
-        assert (await verify(session, signing.verify_key(settings))).ok
-
-
-async def test_an_open_transaction_with_the_newest_xid_holds_back_its_record(
-    settings: Settings,
-    sessions: async_sessionmaker[AsyncSession],
-    tmp_path: Path,
-) -> None:
-    """The open writer is the newest transaction and nothing commits after it, so a
-    snapshot's xmax (latestCompletedXid + 1) equals its xid: a fence built on xmax let
-    the sealer pass it and seal the records around its seq (a CI failure). The fence
-    takes a fresh xid instead."""
-    settings = with_state_dir(settings, tmp_path)
-    impatient = settings.model_copy(update={"audit_seal_wait_s": 0.3})
-    await write(sessions, 2)  # seq 1, 2
-    async with sessions() as slow:
-        await slow.begin()
-        await record(slow, TEST_ACTOR, [Entry(Action.alert_read, "alert", "slow")])  # seq 3
-        held = await seal(impatient)
-        assert held.waiting
-        assert await seals(sessions) == []
-        await slow.commit()
-    await seal(settings)
-    assert await seals(sessions) == [1, 2, 3]
+    assert await seals(sessions) == ([1, 2, 3, 4] if later_commits_first else [1, 2, 3])
     async with sessions() as session:
         report = await verify(session, signing.verify_key(settings))
     assert report.ok, report.problem
