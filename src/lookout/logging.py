@@ -56,9 +56,20 @@ def configure_logging(level: str = "INFO", json: bool = True, stream: TextIO | N
     )
 
 
+def sqlstate(exc: BaseException) -> str | None:
+    """The PostgreSQL SQLSTATE of a database error (asyncpg's own, or wrapped by the
+    SQLAlchemy adapter), if any."""
+    orig = getattr(exc, "orig", None)
+    for holder in (exc, orig, getattr(orig, "__cause__", None)):
+        code = getattr(holder, "sqlstate", None)
+        if isinstance(code, str):
+            return code
+    return None
+
+
 def safe_error(exc: BaseException) -> str:
     """An exception's class name and SQLSTATE if any, never its message."""
-    code = getattr(getattr(exc, "orig", None), "sqlstate", None) or getattr(exc, "sqlstate", None)
+    code = sqlstate(exc)
     return f"{type(exc).__name__}" + (f"[{code}]" if code else "")
 
 

@@ -48,7 +48,7 @@ from lookout.ingest import repository as ingest
 from lookout.ingest.catalogue import Catalogue
 from lookout.ingest.repository import Position
 from lookout.ingest.validation import Reason
-from lookout.logging import safe_error, safe_traceback
+from lookout.logging import safe_error, safe_traceback, sqlstate
 from lookout.pipeline import (
     BatchResult,
     Fenced,
@@ -97,13 +97,6 @@ RETRIABLE_SQLSTATES = {
 EVENT_SPECIFIC_SQLSTATE_CLASSES = {"22", "23", "P0"}
 
 
-def _sqlstate(exc: BaseException) -> str | None:
-    code = getattr(exc, "sqlstate", None) or getattr(getattr(exc, "orig", None), "sqlstate", None)
-    if code is None:
-        code = getattr(getattr(getattr(exc, "orig", None), "__cause__", None), "sqlstate", None)
-    return code if isinstance(code, str) else None
-
-
 def _event_specific(exc: BaseException) -> bool:
     """A non-retriable error that the events of a batch, not the environment, may cause:
     a defect in Lookout's code met by some input (any non-database exception) or a database
@@ -111,7 +104,7 @@ def _event_specific(exc: BaseException) -> bool:
     if isinstance(exc, MemoryError | Fenced):  # Fenced: the partition moved, not a failure
         return False
     if isinstance(exc, DBAPIError | asyncpg.PostgresError):
-        code = _sqlstate(exc)
+        code = sqlstate(exc)
         return code is not None and code[:2] in EVENT_SPECIFIC_SQLSTATE_CLASSES
     return True
 
@@ -127,7 +120,7 @@ def _retriable(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated:
             return True
-        return _sqlstate(exc) in RETRIABLE_SQLSTATES
+        return sqlstate(exc) in RETRIABLE_SQLSTATES
     return False
 
 
