@@ -126,14 +126,65 @@ def _label(persons: int) -> str:
     return f"{persons // 1000}k" if persons < 1_000_000 else f"{persons // 1_000_000}m"
 
 
+class _Progress:
+    """Prints each stage with the time and the load average, and keeps the load averages
+    for the run's conditions."""
+
+    def __init__(self) -> None:
+        self.loads: list[float] = []
+
+    def __call__(self, stage: str) -> None:
+        load = os.getloadavg()[0]
+        self.loads.append(load)
+        print(f"[{datetime.now(UTC):%H:%M:%S}] {stage} (load average {load:.2f})", flush=True)
+
+    def conditions(self) -> dict[str, Any]:
+        return {
+            "bench_load_average_min": round(min(self.loads), 2),
+            "bench_load_average_max": round(max(self.loads), 2),
+            "bench_cpus": os.cpu_count() or 0,
+        }
+
+
+async def _api(
+    servers: harness.Servers,
+    loaded: harness.Loaded,
+    sizes: Sizes,
+    seed: int,
+    note: _Progress,
+    *,
+    profile: Path | None = None,
+    api_settings: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``GET /v1/alerts`` under load with ``sizes.api_alerts`` alerts in the table."""
+    note(f"API: {sizes.api_alerts:,} alerts in the table, GET /v1/alerts under load")
+    await api_bench.seed_alerts(loaded.url, loaded.pop, sizes.api_alerts, seed)
+    note("measuring")
+    api = await api_bench.run(
+        servers,
+        loaded.url,
+        loaded.children_services,
+        concurrency=sizes.api_concurrency,
+        seconds=sizes.api_seconds,
+        profile=profile,
+        api_settings=api_settings or {},
+    )
+    print(f"  api: {api}", flush=True)
+    return {
+        "api_alerts_in_table": sizes.api_alerts,
+        "api_alerts_list_p50_ms": round(api["p50_ms"], 2),
+        "api_alerts_list_p99_ms": round(api["p99_ms"], 2),
+        "api_rps": round(api["rps"], 1),
+        "api_concurrency": api["concurrency"],
+        "api_errors": api["errors"],
+        "api_cpu_ms_per_request": round(api["api_cpu_ms_per_request"], 2),
+        "api_client_cpu_ms_per_request": round(api["client_cpu_ms_per_request"], 2),
+    }
+
+
 async def bench(sizes: Sizes, seed: int, log_dir: Path, profile: Path | None) -> dict[str, Any]:
     r: dict[str, Any] = {}
-    loads: list[float] = []
-
-    def note(stage: str) -> None:
-        load = os.getloadavg()[0]
-        loads.append(load)
-        print(f"[{datetime.now(UTC):%H:%M:%S}] {stage} (load average {load:.2f})", flush=True)
+    note = _Progress()
 
     with harness.servers() as servers:
         now = now_utc()
@@ -198,24 +249,7 @@ async def bench(sizes: Sizes, seed: int, log_dir: Path, profile: Path | None) ->
 
         note("steady-rate latency: worker + API")
         r |= await _e2e(servers, last, sizes, seed, now, log_dir)
-        note(f"API: {sizes.api_alerts:,} alerts in the table, GET /v1/alerts under load")
-        await api_bench.seed_alerts(last.url, last.pop, sizes.api_alerts, seed)
-        api = await api_bench.run(
-            servers,
-            last.url,
-            last.children_services,
-            concurrency=sizes.api_concurrency,
-            seconds=sizes.api_seconds,
-        )
-        print(f"  api: {api}", flush=True)
-        r["api_alerts_in_table"] = sizes.api_alerts
-        r["api_alerts_list_p50_ms"] = round(api["p50_ms"], 2)
-        r["api_alerts_list_p99_ms"] = round(api["p99_ms"], 2)
-        r["api_rps"] = round(api["rps"], 1)
-        r["api_concurrency"] = api["concurrency"]
-        r["api_errors"] = api["errors"]
-        r["api_cpu_ms_per_request"] = round(api["api_cpu_ms_per_request"], 2)
-        r["api_client_cpu_ms_per_request"] = round(api["client_cpu_ms_per_request"], 2)
+        r |= await _api(servers, last, sizes, seed, note)
         note("pure rule evaluator, one core")
         ev = await asyncio.to_thread(
             evaluator_bench.run,
@@ -228,10 +262,7 @@ async def bench(sizes: Sizes, seed: int, log_dir: Path, profile: Path | None) ->
         r["rule_evaluator_rules"] = ev["rules"]
         r["rule_evaluator_mean_history_events"] = round(ev["mean_history_events"], 2)
         note("done")
-    r["bench_load_average_min"] = round(min(loads), 2)
-    r["bench_load_average_max"] = round(max(loads), 2)
-    r["bench_cpus"] = os.cpu_count() or 0
-    return r
+    return r | note.conditions()
 
 
 async def _identity(loaded: harness.Loaded, seed: int, sizes: Sizes) -> dict[str, Any]:
@@ -303,12 +334,7 @@ async def bench_api_only(
     the API. Its database holds the smallest population (the list reads only the alerts
     table) and a short backlog run through one worker (alerts need events to point at)."""
     r: dict[str, Any] = {}
-    loads: list[float] = []
-
-    def note(stage: str) -> None:
-        load = os.getloadavg()[0]
-        loads.append(load)
-        print(f"[{datetime.now(UTC):%H:%M:%S}] {stage} (load average {load:.2f})", flush=True)
+    note = _Progress()
 
     with harness.servers() as servers:
         now = now_utc()
@@ -321,32 +347,17 @@ async def bench_api_only(
         await pipeline_bench.worker_backlog(
             servers, loaded.url, "bench.api", len(messages), log_dir=log_dir
         )
-        note(f"API: {sizes.api_alerts:,} alerts in the table, GET /v1/alerts under load")
-        await api_bench.seed_alerts(loaded.url, loaded.pop, sizes.api_alerts, seed)
-        note("measuring")
-        api = await api_bench.run(
+        r |= await _api(
             servers,
-            loaded.url,
-            loaded.children_services,
-            concurrency=sizes.api_concurrency,
-            seconds=sizes.api_seconds,
+            loaded,
+            sizes,
+            seed,
+            note,
             profile=profile,
             api_settings={} if api_workers is None else {"api_workers": api_workers},
         )
         note("done")
-        print(f"  api: {api}", flush=True)
-    r["api_alerts_in_table"] = sizes.api_alerts
-    r["api_alerts_list_p50_ms"] = round(api["p50_ms"], 2)
-    r["api_alerts_list_p99_ms"] = round(api["p99_ms"], 2)
-    r["api_rps"] = round(api["rps"], 1)
-    r["api_concurrency"] = api["concurrency"]
-    r["api_errors"] = api["errors"]
-    r["api_cpu_ms_per_request"] = round(api["api_cpu_ms_per_request"], 2)
-    r["api_client_cpu_ms_per_request"] = round(api["client_cpu_ms_per_request"], 2)
-    r["bench_load_average_min"] = round(min(loads), 2)
-    r["bench_load_average_max"] = round(max(loads), 2)
-    r["bench_cpus"] = os.cpu_count() or 0
-    return r
+    return r | note.conditions()
 
 
 # Output ---------------------------------------------------------------------------------
