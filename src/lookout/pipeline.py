@@ -34,7 +34,7 @@ from lookout.identity import repository as identity_repository
 from lookout.identity.service import MatchThresholds, PersonRef, resolve
 from lookout.ingest import repository as ingest
 from lookout.ingest.catalogue import Catalogue
-from lookout.ingest.repository import Position, StoredEvent
+from lookout.ingest.repository import OffsetMove, Position, StoredEvent
 from lookout.ingest.validation import Invalid, Reason, Valid, person_refs, validate
 from lookout.rules.evaluator import Candidate, HistoryEvent, NamedPerson, TriggerEvent, evaluate
 from lookout.rules.model import Rule
@@ -643,17 +643,21 @@ async def _advance_offsets(
     ends: dict[tuple[str, int], int] = defaultdict(int)
     for m in messages:
         ends[(m.topic, m.partition)] = max(ends[(m.topic, m.partition)], m.offset + 1)
-    for (topic, partition), end in sorted(ends.items()):
-        ok = await ingest.compare_and_set_offset(
-            session,
-            config.group_id,
-            topic,
-            partition,
-            positions.get((topic, partition)),
-            Position(config.cluster_id, end),
-        )
-        if not ok:
-            raise Fenced(f"{topic}[{partition}]")
+    failed = await ingest.compare_and_set_offsets(
+        session,
+        config.group_id,
+        [
+            OffsetMove(
+                topic,
+                partition,
+                positions.get((topic, partition)),
+                Position(config.cluster_id, end),
+            )
+            for (topic, partition), end in sorted(ends.items())
+        ],
+    )
+    if failed:
+        raise Fenced(", ".join(f"{m.topic}[{m.partition}]" for m in failed))
 
 
 def _invalid(v: Valid, reason: Reason, detail: str) -> Invalid:

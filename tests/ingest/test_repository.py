@@ -64,3 +64,28 @@ async def test_known_hashes_and_earlier_retractions(
         (source, "evt-3"): stored[2]["content_hash"],
     }
     assert retractions == {(source, "evt-2"): ids[3]}
+
+
+async def test_offsets_of_several_partitions_move_in_one_compare_and_set(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Each partition is guarded by its own expectation: a first write, a move from the
+    stored position, and a stale expectation (someone else moved it), in one statement."""
+    group, topic = "cas-group", "cas-topic"
+    at = repository.Position
+    async with sessions() as session, session.begin():
+        first = [repository.OffsetMove(topic, p, None, at("c1", 10)) for p in (0, 1, 2)]
+        assert await repository.compare_and_set_offsets(session, group, first) == []
+    async with sessions() as session, session.begin():
+        stale = repository.OffsetMove(topic, 2, at("c1", 7), at("c1", 30))
+        moves = [
+            repository.OffsetMove(topic, 0, at("c1", 10), at("c1", 20)),
+            repository.OffsetMove(topic, 1, None, at("c1", 99)),  # already stored
+            stale,
+            repository.OffsetMove(topic, 3, None, at("c1", 5)),
+        ]
+        failed = await repository.compare_and_set_offsets(session, group, moves)
+        assert [(m.partition, m.expected) for m in failed] == [(1, None), (2, at("c1", 7))]
+    async with sessions() as session:
+        stored = await repository.stored_positions(session, group, topic, [0, 1, 2, 3])
+    assert stored == {0: at("c1", 20), 1: at("c1", 10), 2: at("c1", 10), 3: at("c1", 5)}

@@ -295,13 +295,69 @@ async def stored_positions(
     return {r.partition: Position(r.cluster_id, r.next_offset) for r in rows}
 
 
-_INSERT_OFFSET = text(
+@dataclass(frozen=True, slots=True)
+class OffsetMove:
+    """One partition's stored offset to move from ``expected`` (None: nothing stored yet)
+    to ``new``."""
+
+    topic: str
+    partition: int
+    expected: Position | None
+    new: Position
+
+
+# One statement for every partition of a batch: each row is an UPDATE guarded by the
+# expected position or, with nothing expected, an INSERT that a stored row defeats. A
+# partition missing from the result was moved by someone else.
+_MOVE_OFFSETS = text(
     """
-    INSERT INTO consumer_offsets (group_id, topic, partition, cluster_id, next_offset)
-    VALUES (:group_id, :topic, :partition, :cluster_id, :next_offset)
-    ON CONFLICT DO NOTHING
+    WITH wanted AS (
+        SELECT * FROM unnest(
+            CAST(:topics AS text[]), CAST(:partitions AS int[]),
+            CAST(:expected_clusters AS text[]), CAST(:expected_offsets AS bigint[]),
+            CAST(:clusters AS text[]), CAST(:offsets AS bigint[])
+        ) AS w(topic, partition, expected_cluster, expected_offset, cluster_id, next_offset)
+    ), updated AS (
+        UPDATE consumer_offsets o
+        SET cluster_id = w.cluster_id, next_offset = w.next_offset, updated_at = now()
+        FROM wanted w
+        WHERE w.expected_offset IS NOT NULL
+          AND o.group_id = :group_id AND o.topic = w.topic AND o.partition = w.partition
+          AND o.cluster_id = w.expected_cluster AND o.next_offset = w.expected_offset
+        RETURNING o.topic, o.partition
+    ), inserted AS (
+        INSERT INTO consumer_offsets (group_id, topic, partition, cluster_id, next_offset)
+        SELECT :group_id, w.topic, w.partition, w.cluster_id, w.next_offset
+        FROM wanted w WHERE w.expected_offset IS NULL
+        ON CONFLICT DO NOTHING
+        RETURNING topic, partition
+    )
+    SELECT topic, partition FROM updated UNION ALL SELECT topic, partition FROM inserted
     """
 )
+
+
+async def compare_and_set_offsets(
+    session: AsyncSession, group_id: str, moves: Sequence[OffsetMove]
+) -> list[OffsetMove]:
+    """Move each stored offset from its expected position to its new one, in one
+    statement; return the moves that failed because someone else moved the offset."""
+    if not moves:
+        return []
+    rows = await session.execute(
+        _MOVE_OFFSETS,
+        {
+            "group_id": group_id,
+            "topics": [m.topic for m in moves],
+            "partitions": [m.partition for m in moves],
+            "expected_clusters": [m.expected.cluster_id if m.expected else None for m in moves],
+            "expected_offsets": [m.expected.next_offset if m.expected else None for m in moves],
+            "clusters": [m.new.cluster_id for m in moves],
+            "offsets": [m.new.next_offset for m in moves],
+        },
+    )
+    moved = {(r.topic, r.partition) for r in rows}
+    return [m for m in moves if (m.topic, m.partition) not in moved]
 
 
 async def compare_and_set_offset(
@@ -312,29 +368,9 @@ async def compare_and_set_offset(
     expected: Position | None,
     new: Position,
 ) -> bool:
-    """Move the stored offset from ``expected`` to ``new``; False if someone else moved it."""
-    params = {
-        "group_id": group_id,
-        "topic": topic,
-        "partition": partition,
-        "cluster_id": new.cluster_id,
-        "next_offset": new.next_offset,
-    }
-    if expected is None:
-        result = await session.execute(_INSERT_OFFSET, params)
-    else:
-        result = await session.execute(
-            update(ConsumerOffset)
-            .where(
-                ConsumerOffset.group_id == group_id,
-                ConsumerOffset.topic == topic,
-                ConsumerOffset.partition == partition,
-                ConsumerOffset.cluster_id == expected.cluster_id,
-                ConsumerOffset.next_offset == expected.next_offset,
-            )
-            .values(cluster_id=new.cluster_id, next_offset=new.next_offset, updated_at=func.now())
-        )
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    """Move one stored offset from ``expected`` to ``new``; False if someone else moved it."""
+    move = OffsetMove(topic, partition, expected, new)
+    return not await compare_and_set_offsets(session, group_id, [move])
 
 
 # Rejections for publishers and operators -------------------------------------------
