@@ -12,7 +12,7 @@ from sqlalchemy import bindparam, delete, insert, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.types import BigInteger, Date
+from sqlalchemy.types import BigInteger, Date, String
 
 from lookout.db import advisory_locks, any_of
 from lookout.household.models import Enrolment, Flag, Household, Relationship, Residence
@@ -55,20 +55,21 @@ async def household_ids(
 
 
 async def fact_events(
-    session: AsyncSession, event_type: str, person_ids: Iterable[int]
-) -> list[tuple[int, int, dict[str, Any]]]:
-    """(person, event pk, facts) of every unretracted event of a type about these persons."""
+    session: AsyncSession, event_types: Iterable[str], person_ids: Iterable[int]
+) -> list[tuple[str, int, int, dict[str, Any]]]:
+    """(type, person, event pk, facts) of every unretracted event of these types about these
+    persons (one statement for all the types: the persons' events are read once)."""
     ids = list(set(person_ids))
     if not ids:
         return []
     rows = await session.execute(
-        select(Event.subject_person_id, Event.id, Event.facts).where(
-            Event.type == event_type,
+        select(Event.type, Event.subject_person_id, Event.id, Event.facts).where(
             any_of(Event.subject_person_id, ids),
+            any_of(Event.type, sorted(set(event_types)), String),
             Event.retracted_by.is_(None),
         )
     )
-    return [(r.subject_person_id, r.id, r.facts) for r in rows]
+    return [(r.type, r.subject_person_id, r.id, r.facts) for r in rows]
 
 
 def _matched(old: Sequence[tuple[int, Any]], new: Sequence[Any]) -> tuple[list[int], list[Any]]:

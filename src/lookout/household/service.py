@@ -8,7 +8,7 @@ graph never depends on the order the events came in.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -233,7 +233,14 @@ async def rebuild_graph(
     touched = Touched()
     if not ids:
         return touched
-    before, after = await rebuild_residences(session, ids)
+    facts: dict[str, dict[int, list[tuple[int, dict[str, Any]]]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    for event_type, person_id, event_pk, fact in await repository.fact_events(
+        session, GRAPH_TYPES, ids
+    ):
+        facts[event_type][person_id].append((event_pk, fact))
+    before, after = await _rebuild_residences(session, ids, facts[RESIDENCE])
     touched.former = {p: {i.household_id for i in found} for p, found in before.items()}
     for person_id in ids:
         old = [(i.household_id, i.valid_from, i.valid_to) for i in before.get(person_id, [])]
@@ -248,11 +255,9 @@ async def rebuild_graph(
             )
     flags: dict[int, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
     for event_type in FLAG_TYPES:
-        for person_id, event_pk, facts in await repository.fact_events(session, event_type, ids):
-            flags[person_id].append((event_pk, facts))
-    enrolments: dict[int, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
-    for person_id, event_pk, facts in await repository.fact_events(session, ENROLMENT, ids):
-        enrolments[person_id].append((event_pk, facts))
+        for person_id, found in facts[event_type].items():
+            flags[person_id].extend(found)
+    enrolments = facts[ENROLMENT]
     new_flags = [p for i in ids for p in flag_periods(i, flags.get(i, []))]
     new_enrolments = [p for i in ids for p in enrolment_periods(i, enrolments.get(i, []))]
     old_flags = await repository.replace_flags(session, ids, new_flags)
@@ -286,14 +291,13 @@ async def rebuild_graph(
     return touched
 
 
-async def rebuild_residences(
-    session: AsyncSession, person_ids: Iterable[int]
+async def _rebuild_residences(
+    session: AsyncSession,
+    ids: Sequence[int],
+    by_person: Mapping[int, list[tuple[int, dict[str, Any]]]],
 ) -> tuple[dict[int, list[Interval]], dict[int, list[Interval]]]:
-    """Recompute the residences of these persons; return them before and after, by person."""
-    ids = sorted(set(person_ids))
-    by_person: dict[int, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
-    for person_id, event_pk, facts in await repository.fact_events(session, RESIDENCE, ids):
-        by_person[person_id].append((event_pk, facts))
+    """Recompute the residences of these persons from their residence events (pk, facts);
+    return them before and after, by person."""
     intervals = [i for p in ids for i in residence_intervals(p, by_person.get(p, []))]
     before: dict[int, list[Interval]] = defaultdict(list)
     for i in await repository.replace_residences(session, ids, intervals):
