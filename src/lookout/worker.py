@@ -117,9 +117,10 @@ class StopRequested(BaseException):
 def _retriable(exc: BaseException) -> bool:
     if isinstance(exc, OperationalError | KafkaError | OSError | ConnectionError):
         return True
-    if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated:
-            return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    # asyncpg's own errors come from the reads that bypass SQLAlchemy (lookout.db.fetch).
+    if isinstance(exc, DBAPIError | asyncpg.PostgresError):
         return sqlstate(exc) in RETRIABLE_SQLSTATES
     return False
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+import asyncpg
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
@@ -25,7 +26,7 @@ from lookout.audit.models import AuditRecord
 from lookout.ingest.models import ConsumerOffset, Event, Rejection
 from lookout.pipeline import Fenced
 from lookout.settings import Settings
-from lookout.worker import _event_specific
+from lookout.worker import _event_specific, _retriable
 
 
 async def poison_trigger(
@@ -119,3 +120,15 @@ def test_which_errors_an_event_can_cause() -> None:
     assert _event_specific(RecursionError())
     assert not _event_specific(MemoryError())
     assert not _event_specific(Fenced("events[0]"))  # the partition moved: not a failure
+
+
+def test_which_errors_are_retried_whichever_layer_raised_them() -> None:
+    """The worker's reads that bypass SQLAlchemy (``lookout.db.fetch``) raise asyncpg's own
+    errors: a deadlock or a lost connection is retried like its SQLAlchemy-wrapped form."""
+    assert _retriable(asyncpg.exceptions.DeadlockDetectedError("deadlock detected"))
+    assert _retriable(asyncpg.exceptions.SerializationError("could not serialize"))
+    assert _retriable(asyncpg.exceptions.ConnectionDoesNotExistError("connection lost"))
+    assert _retriable(ConnectionResetError())
+    assert not _retriable(asyncpg.exceptions.InsufficientPrivilegeError("permission denied"))
+    assert not _retriable(asyncpg.exceptions.CheckViolationError("a value the table refuses"))
+    assert not _retriable(KeyError("a defect"))

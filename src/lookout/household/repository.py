@@ -8,15 +8,12 @@ from datetime import date
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, delete, insert, select, text
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import delete, insert, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.types import BigInteger, Date, String
 
-from lookout.db import advisory_locks, any_of
-from lookout.household.models import Enrolment, Flag, Household, Relationship, Residence
-from lookout.ingest.models import Event
+from lookout.db import advisory_locks, any_of, fetch
+from lookout.household.models import Household, Relationship
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,14 +59,15 @@ async def fact_events(
     ids = list(set(person_ids))
     if not ids:
         return []
-    rows = await session.execute(
-        select(Event.type, Event.subject_person_id, Event.id, Event.facts).where(
-            any_of(Event.subject_person_id, ids),
-            any_of(Event.type, sorted(set(event_types)), String),
-            Event.retracted_by.is_(None),
-        )
+    rows = await fetch(
+        session,
+        "SELECT type, subject_person_id, id, facts FROM events"
+        " WHERE subject_person_id = ANY($1) AND type = ANY($2::text[])"
+        " AND retracted_by IS NULL",
+        ids,
+        sorted(set(event_types)),
     )
-    return [(r.type, r.subject_person_id, r.id, r.facts) for r in rows]
+    return [(r[0], r[1], r[2], r[3]) for r in rows]
 
 
 def _matched(old: Sequence[tuple[int, Any]], new: Sequence[Any]) -> tuple[list[int], list[Any]]:
@@ -87,40 +85,83 @@ def _matched(old: Sequence[tuple[int, Any]], new: Sequence[Any]) -> tuple[list[i
     return [row_id for ids in kept.values() for row_id in ids], added
 
 
+@dataclass(frozen=True, slots=True)
+class _Derived:
+    """Statements of one table of the derived graph, whose rows rebuild_graph replaces:
+    its columns after ``id``, with the PostgreSQL types of the arrays that insert them."""
+
+    select: str
+    delete: str
+    insert: str
+
+    @classmethod
+    def of(cls, table: str, columns: Sequence[tuple[str, str]]) -> _Derived:
+        names = ", ".join(name for name, _ in columns)
+        arrays = ", ".join(f"${n}::{kind}[]" for n, (_, kind) in enumerate(columns, 1))
+        # Table and column names are the constants below, never input.
+        return cls(
+            f"SELECT id, {names} FROM {table} WHERE person_id = ANY($1)",  # noqa: S608
+            f"DELETE FROM {table} WHERE id = ANY($1)",  # noqa: S608
+            f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays})",  # noqa: S608
+        )
+
+
+_RESIDENCES = _Derived.of(
+    "residences",
+    [
+        ("person_id", "bigint"),
+        ("household_id", "bigint"),
+        ("valid_from", "date"),
+        ("valid_to", "date"),
+    ],
+)
+_FLAGS = _Derived.of(
+    "flags",
+    [
+        ("person_id", "bigint"),
+        ("kind", "text"),
+        ("la_code", "text"),
+        ("valid_from", "date"),
+        ("valid_to", "date"),
+    ],
+)
+_ENROLMENTS = _Derived.of(
+    "enrolments",
+    [
+        ("person_id", "bigint"),
+        ("school_urn", "text"),
+        ("dsl_org_id", "text"),
+        ("valid_from", "date"),
+        ("valid_to", "date"),
+    ],
+)
+
+
+async def _replace(
+    session: AsyncSession,
+    table: _Derived,
+    person_ids: Sequence[int],
+    rows: Sequence[tuple[Any, ...]],
+) -> list[tuple[Any, ...]]:
+    """Make these persons' rows of ``table`` ``rows`` (only the rows that differ are
+    deleted or inserted: three statements at most); return the rows they had before."""
+    if not person_ids:
+        return []
+    old = [(r[0], tuple(r)[1:]) for r in await fetch(session, table.select, list(person_ids))]
+    gone, added = _matched(old, rows)
+    if gone:
+        await fetch(session, table.delete, gone)
+    if added:
+        await fetch(session, table.insert, *(list(column) for column in zip(*added, strict=True)))
+    return [row for _, row in old]
+
+
 async def replace_residences(
     session: AsyncSession, person_ids: Sequence[int], intervals: Sequence[Interval]
 ) -> list[Interval]:
-    """Make these persons' residences ``intervals`` (only the rows that differ are deleted
-    or inserted); return the residences they had before."""
-    if not person_ids:
-        return []
-    rows = await session.execute(
-        select(
-            Residence.id,
-            Residence.person_id,
-            Residence.household_id,
-            Residence.valid_from,
-            Residence.valid_to,
-        ).where(any_of(Residence.person_id, person_ids))
-    )
-    old = [(r[0], Interval(*r[1:])) for r in rows]
-    gone, added = _matched(old, intervals)
-    if gone:
-        await session.execute(delete(Residence).where(any_of(Residence.id, gone)))
-    if added:
-        await session.execute(
-            insert(Residence),
-            [
-                {
-                    "person_id": i.person_id,
-                    "household_id": i.household_id,
-                    "valid_from": i.valid_from,
-                    "valid_to": i.valid_to,
-                }
-                for i in added
-            ],
-        )
-    return [i for _, i in old]
+    """Make these persons' residences ``intervals``; return the residences they had before."""
+    new = [(i.person_id, i.household_id, i.valid_from, i.valid_to) for i in intervals]
+    return [Interval(*row) for row in await _replace(session, _RESIDENCES, person_ids, new)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,75 +175,24 @@ class Period:
     valid_to: date | None
 
 
+def _row(p: Period) -> tuple[Any, ...]:
+    return (p.person_id, p.kind, p.holder, p.valid_from, p.valid_to)
+
+
 async def replace_flags(
     session: AsyncSession, person_ids: Sequence[int], periods: Sequence[Period]
 ) -> list[Period]:
-    """Make these persons' flags ``periods`` (only the rows that differ are deleted or
-    inserted); return the flags they had before."""
-    if not person_ids:
-        return []
-    rows = await session.execute(
-        select(
-            Flag.id, Flag.person_id, Flag.kind, Flag.la_code, Flag.valid_from, Flag.valid_to
-        ).where(any_of(Flag.person_id, person_ids))
-    )
-    old = [(r[0], Period(*r[1:])) for r in rows]
-    gone, added = _matched(old, [replace(p, holder=p.holder or "") for p in periods])
-    if gone:
-        await session.execute(delete(Flag).where(any_of(Flag.id, gone)))
-    if added:
-        await session.execute(
-            insert(Flag),
-            [
-                {
-                    "person_id": p.person_id,
-                    "kind": p.kind,
-                    "la_code": p.holder,
-                    "valid_from": p.valid_from,
-                    "valid_to": p.valid_to,
-                }
-                for p in added
-            ],
-        )
-    return [p for _, p in old]
+    """Make these persons' flags ``periods``; return the flags they had before."""
+    new = [_row(replace(p, holder=p.holder or "")) for p in periods]
+    return [Period(*row) for row in await _replace(session, _FLAGS, person_ids, new)]
 
 
 async def replace_enrolments(
     session: AsyncSession, person_ids: Sequence[int], periods: Sequence[Period]
 ) -> list[Period]:
-    """Make these persons' enrolments ``periods`` (only the rows that differ are deleted or
-    inserted); return the enrolments they had before."""
-    if not person_ids:
-        return []
-    rows = await session.execute(
-        select(
-            Enrolment.id,
-            Enrolment.person_id,
-            Enrolment.school_urn,
-            Enrolment.dsl_org_id,
-            Enrolment.valid_from,
-            Enrolment.valid_to,
-        ).where(any_of(Enrolment.person_id, person_ids))
-    )
-    old = [(r[0], Period(*r[1:])) for r in rows]
-    gone, added = _matched(old, periods)
-    if gone:
-        await session.execute(delete(Enrolment).where(any_of(Enrolment.id, gone)))
-    if added:
-        await session.execute(
-            insert(Enrolment),
-            [
-                {
-                    "person_id": p.person_id,
-                    "school_urn": p.kind,
-                    "dsl_org_id": p.holder,
-                    "valid_from": p.valid_from,
-                    "valid_to": p.valid_to,
-                }
-                for p in added
-            ],
-        )
-    return [p for _, p in old]
+    """Make these persons' enrolments ``periods``; return the enrolments they had before."""
+    new = [_row(p) for p in periods]
+    return [Period(*row) for row in await _replace(session, _ENROLMENTS, person_ids, new)]
 
 
 HOUSEHOLD_LOCK = 2 << 60  # advisory-lock namespace of households (persons: 1 << 60)
@@ -218,10 +208,10 @@ async def households_ever(session: AsyncSession, person_ids: Iterable[int]) -> s
     ids = list(set(person_ids))
     if not ids:
         return set()
-    rows = await session.execute(
-        select(Residence.household_id).where(any_of(Residence.person_id, ids)).distinct()
+    rows = await fetch(
+        session, "SELECT DISTINCT household_id FROM residences WHERE person_id = ANY($1)", ids
     )
-    return set(rows.scalars())
+    return {r[0] for r in rows}
 
 
 async def households_ever_of(
@@ -231,10 +221,10 @@ async def households_ever_of(
     ids = list(set(person_ids))
     if not ids:
         return {}
-    rows = await session.execute(
-        select(Residence.household_id, Residence.person_id)
-        .where(any_of(Residence.person_id, ids))
-        .distinct()
+    rows = await fetch(
+        session,
+        "SELECT DISTINCT household_id, person_id FROM residences WHERE person_id = ANY($1)",
+        ids,
     )
     found: dict[int, set[int]] = {}
     for household_id, person_id in rows:
@@ -252,17 +242,13 @@ async def remove_relationships_of_events(session: AsyncSession, event_pks: Seque
         await session.execute(delete(Relationship).where(any_of(Relationship.event_id, event_pks)))
 
 
-_SUBJECT_HOUSEHOLDS = text(
-    """
+_SUBJECT_HOUSEHOLDS = """
     SELECT q.idx, r.household_id
-    FROM unnest(:person_ids, :dates) WITH ORDINALITY AS q(person_id, as_of, idx)
+    FROM unnest($1::bigint[], $2::date[]) WITH ORDINALITY AS q(person_id, as_of, idx)
     JOIN residences r ON r.person_id = q.person_id
         AND (r.valid_from IS NULL OR r.valid_from <= q.as_of)
         AND (r.valid_to IS NULL OR r.valid_to > q.as_of)
-    """
-).bindparams(
-    bindparam("person_ids", type_=ARRAY(BigInteger)), bindparam("dates", type_=ARRAY(Date))
-)
+"""
 
 
 async def households_of(
@@ -272,17 +258,15 @@ async def households_of(
     found: list[list[int]] = [[] for _ in queries]
     if not queries:
         return found
-    rows = await session.execute(
-        _SUBJECT_HOUSEHOLDS,
-        {"person_ids": [q[0] for q in queries], "dates": [q[1] for q in queries]},
+    rows = await fetch(
+        session, _SUBJECT_HOUSEHOLDS, [q[0] for q in queries], [q[1] for q in queries]
     )
     for idx, household_id in rows:
         found[idx - 1].append(household_id)
     return found
 
 
-_SNAPSHOT = text(
-    """
+_SNAPSHOT = """
     SELECT q.idx, h.uprn, h.la_code, r.person_id, r.valid_from, p.birth_date,
         (SELECT json_agg(json_build_array(f.kind, f.la_code, f.valid_from))
          FROM flags f WHERE f.person_id = r.person_id
@@ -296,20 +280,16 @@ _SNAPSHOT = text(
          FROM relationships x WHERE x.person_id = r.person_id
             AND (x.valid_from IS NULL OR x.valid_from <= q.as_of)
             AND (x.valid_to IS NULL OR x.valid_to > q.as_of)) AS relationships
-    FROM unnest(:household_ids, :dates) WITH ORDINALITY AS q(household_id, as_of, idx)
+    FROM unnest($1::bigint[], $2::date[]) WITH ORDINALITY AS q(household_id, as_of, idx)
     JOIN households h ON h.id = q.household_id
     LEFT JOIN residences r ON r.household_id = q.household_id
         AND (r.valid_from IS NULL OR r.valid_from <= q.as_of)
         AND (r.valid_to IS NULL OR r.valid_to > q.as_of)
     LEFT JOIN persons p ON p.id = r.person_id
-    """
-).bindparams(
-    bindparam("household_ids", type_=ARRAY(BigInteger)), bindparam("dates", type_=ARRAY(Date))
-)
+"""
 
 
-_SCHOOLS = text(
-    """
+_SCHOOLS = """
     SELECT q.idx,
         (SELECT e.school_urn FROM enrolments e
          WHERE e.person_id = q.person_id
@@ -317,11 +297,8 @@ _SCHOOLS = text(
             AND (e.valid_to IS NULL OR e.valid_to > q.on_date)
          ORDER BY COALESCE(e.valid_from, DATE '0001-01-01') DESC, e.school_urn DESC
          LIMIT 1)
-    FROM unnest(:person_ids, :dates) WITH ORDINALITY AS q(person_id, on_date, idx)
-    """
-).bindparams(
-    bindparam("person_ids", type_=ARRAY(BigInteger)), bindparam("dates", type_=ARRAY(Date))
-)
+    FROM unnest($1::bigint[], $2::date[]) WITH ORDINALITY AS q(person_id, on_date, idx)
+"""
 
 
 async def schools_on(
@@ -332,9 +309,7 @@ async def schools_on(
     found: list[str | None] = [None for _ in queries]
     if not queries:
         return found
-    rows = await session.execute(
-        _SCHOOLS, {"person_ids": [q[0] for q in queries], "dates": [q[1] for q in queries]}
-    )
+    rows = await fetch(session, _SCHOOLS, [q[0] for q in queries], [q[1] for q in queries])
     for idx, urn in rows:
         found[idx - 1] = urn
     return found
@@ -362,10 +337,7 @@ async def snapshot_rows(
     found: list[tuple[str, str, list[MemberFacts]]] = [("", "", []) for _ in queries]
     if not queries:
         return found
-    rows = await session.execute(
-        _SNAPSHOT,
-        {"household_ids": [q[0] for q in queries], "dates": [q[1] for q in queries]},
-    )
+    rows = await fetch(session, _SNAPSHOT, [q[0] for q in queries], [q[1] for q in queries])
     for idx, uprn, la_code, person_id, joined, birth, flags, schools, rels in rows:
         entry = found[idx - 1]
         if not entry[0]:
@@ -397,10 +369,10 @@ async def homes_ever(session: AsyncSession, household_ids: Iterable[int]) -> dic
     ids = list(set(household_ids))
     if not ids:
         return {}
-    rows = await session.execute(
-        select(Residence.person_id, Residence.household_id)
-        .where(any_of(Residence.household_id, ids))
-        .distinct()
+    rows = await fetch(
+        session,
+        "SELECT DISTINCT person_id, household_id FROM residences WHERE household_id = ANY($1)",
+        ids,
     )
     found: dict[int, set[int]] = {}
     for person_id, household_id in rows:
@@ -413,7 +385,7 @@ async def members_ever(session: AsyncSession, household_ids: Iterable[int]) -> s
     ids = list(set(household_ids))
     if not ids:
         return set()
-    rows = await session.execute(
-        select(Residence.person_id).where(any_of(Residence.household_id, ids)).distinct()
+    rows = await fetch(
+        session, "SELECT DISTINCT person_id FROM residences WHERE household_id = ANY($1)", ids
     )
-    return set(rows.scalars())
+    return {r[0] for r in rows}
