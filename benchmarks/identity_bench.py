@@ -43,10 +43,8 @@ from lookout.migrations import upgrade
 from lookout.population import Population, SynthPerson, bulk_load, generate
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
-# The snapshot statement with asyncpg's positional parameters, for EXPLAIN ANALYZE.
-SNAPSHOT_SQL = household_repository._SNAPSHOT.text.replace(
-    ":household_ids", "$1::bigint[]"
-).replace(":dates", "$2::date[]")
+# The snapshot statement (asyncpg's positional parameters), for EXPLAIN ANALYZE.
+SNAPSHOT_SQL = household_repository._SNAPSHOT
 
 
 @contextlib.contextmanager
