@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import asyncpg
 import orjson
-from sqlalchemy import BigInteger, ColumnElement, DateTime, MetaData, any_, bindparam, text
+from sqlalchemy import BigInteger, ColumnElement, DateTime, MetaData, any_, bindparam
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -69,9 +69,9 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-_ADVISORY_LOCKS = text(
-    "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT unnest(:keys) AS k ORDER BY 1) AS s"
-).bindparams(bindparam("keys", type_=ARRAY(BigInteger)))
+_ADVISORY_LOCKS = (
+    "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT unnest($1::bigint[]) AS k ORDER BY 1) AS s"
+)
 
 
 async def advisory_locks(session: AsyncSession, namespace: int, ids: Iterable[int]) -> None:
@@ -79,7 +79,7 @@ async def advisory_locks(session: AsyncSession, namespace: int, ids: Iterable[in
     two transactions locking overlapping sets never deadlock. Released at commit/rollback."""
     keys = sorted({namespace | i for i in ids if i > 0})
     if keys:
-        await session.execute(_ADVISORY_LOCKS, {"keys": keys})
+        await fetch(session, _ADVISORY_LOCKS, keys)
 
 
 def any_of(

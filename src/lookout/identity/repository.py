@@ -8,23 +8,20 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import (
-    any_,
     bindparam,
     func,
     insert,
-    or_,
     select,
     text,
     tuple_,
     union,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import BigInteger
 
-from lookout.db import advisory_locks, any_of
+from lookout.db import advisory_locks, any_of, fetch
 from lookout.household.models import Relationship
 from lookout.identity.models import (
     IdentityMerge,
@@ -46,18 +43,11 @@ async def lock_persons(session: AsyncSession, person_ids: Iterable[int]) -> None
     await advisory_locks(session, PERSON_LOCK, person_ids)
 
 
-_OWNERS = text(
-    """
+_OWNERS = """
     SELECT i.scheme, i.value, i.person_id
-    FROM unnest(CAST(:schemes AS text[]), CAST(:vals AS text[])) AS k(scheme, value)
+    FROM unnest($1::text[], $2::text[]) AS k(scheme, value)
     JOIN person_identifiers i ON i.scheme = k.scheme AND i.value = k.value
-    """
-)
-
-
-def _ids(person_ids: Iterable[int]) -> Any:
-    """An array parameter: one prepared statement whatever the number of ids."""
-    return any_(bindparam("ids", value=sorted(set(person_ids)), type_=ARRAY(BigInteger)))
+"""
 
 
 async def owners(session: AsyncSession, keys: Iterable[Key]) -> dict[Key, int]:
@@ -65,9 +55,7 @@ async def owners(session: AsyncSession, keys: Iterable[Key]) -> dict[Key, int]:
     wanted = list(set(keys))
     if not wanted:
         return {}
-    rows = await session.execute(
-        _OWNERS, {"schemes": [k[0] for k in wanted], "vals": [k[1] for k in wanted]}
-    )
+    rows = await fetch(session, _OWNERS, [k[0] for k in wanted], [k[1] for k in wanted])
     return {(scheme, value): person_id for scheme, value, person_id in rows}
 
 
@@ -76,18 +64,13 @@ async def incomplete_persons(session: AsyncSession, person_ids: Iterable[int]) -
     ids = list(set(person_ids))
     if not ids:
         return set()
-    rows = await session.execute(
-        select(Person.id).where(
-            Person.id == _ids(ids),
-            or_(
-                Person.given_name.is_(None),
-                Person.family_name.is_(None),
-                Person.birth_date.is_(None),
-                Person.postcode.is_(None),
-            ),
-        )
+    rows = await fetch(
+        session,
+        "SELECT id FROM persons WHERE id = ANY($1) AND (given_name IS NULL"
+        " OR family_name IS NULL OR birth_date IS NULL OR postcode IS NULL)",
+        ids,
     )
-    return set(rows.scalars())
+    return {r[0] for r in rows}
 
 
 async def identifiers_of(session: AsyncSession, person_ids: Iterable[int]) -> dict[int, list[Key]]:
@@ -95,10 +78,10 @@ async def identifiers_of(session: AsyncSession, person_ids: Iterable[int]) -> di
     found: dict[int, list[Key]] = {p: [] for p in ids}
     if not ids:
         return found
-    rows = await session.execute(
-        select(PersonIdentifier.person_id, PersonIdentifier.scheme, PersonIdentifier.value).where(
-            PersonIdentifier.person_id == _ids(ids)
-        )
+    rows = await fetch(
+        session,
+        "SELECT person_id, scheme, value FROM person_identifiers WHERE person_id = ANY($1)",
+        ids,
     )
     for person_id, scheme, value in rows:
         found[person_id].append((scheme, value))
@@ -470,17 +453,17 @@ async def merged_into(session: AsyncSession, person_ids: Iterable[int]) -> dict[
     ids = list(set(person_ids))
     if not ids:
         return {}
-    rows = await session.execute(
-        select(Person.id, Person.merged_into).where(
-            any_of(Person.id, ids), Person.merged_into.is_not(None)
-        )
+    rows = await fetch(
+        session,
+        "SELECT id, merged_into FROM persons WHERE id = ANY($1) AND merged_into IS NOT NULL",
+        ids,
     )
-    return {r.id: r.merged_into for r in rows if r.merged_into is not None}
+    return {r[0]: r[1] for r in rows}
 
 
 async def birth_dates(session: AsyncSession, person_ids: Iterable[int]) -> dict[int, date | None]:
     ids = list(set(person_ids))
     if not ids:
         return {}
-    rows = await session.execute(select(Person.id, Person.birth_date).where(any_of(Person.id, ids)))
-    return {r.id: r.birth_date for r in rows}
+    rows = await fetch(session, "SELECT id, birth_date FROM persons WHERE id = ANY($1)", ids)
+    return {r[0]: r[1] for r in rows}
