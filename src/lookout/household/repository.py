@@ -8,12 +8,11 @@ from datetime import date
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, insert, text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import delete, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lookout.db import advisory_locks, any_of, fetch
-from lookout.household.models import Household, Relationship
+from lookout.household.models import Relationship
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,13 +24,15 @@ class Interval:
 
 
 # (UPRN, LA code) pairs as two arrays: one prepared statement whatever their number.
-_HOUSEHOLDS = text(
-    """
+_NEW_HOUSEHOLDS = """
+    INSERT INTO households (uprn, la_code)
+    SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING
+"""
+_HOUSEHOLDS = """
     SELECT h.uprn, h.la_code, h.id
-    FROM unnest(CAST(:uprns AS text[]), CAST(:la_codes AS text[])) AS k(uprn, la_code)
+    FROM unnest($1::text[], $2::text[]) AS k(uprn, la_code)
     JOIN households h ON h.uprn = k.uprn AND h.la_code = k.la_code
-    """
-)
+"""
 
 
 async def household_ids(
@@ -41,14 +42,9 @@ async def household_ids(
     wanted = sorted(set(addresses))
     if not wanted:
         return {}
-    await session.execute(
-        pg_insert(Household).on_conflict_do_nothing(),
-        [{"uprn": u, "la_code": la} for u, la in wanted],
-    )
-    rows = await session.execute(
-        _HOUSEHOLDS, {"uprns": [a[0] for a in wanted], "la_codes": [a[1] for a in wanted]}
-    )
-    return {(r.uprn, r.la_code): r.id for r in rows}
+    uprns, la_codes = [a[0] for a in wanted], [a[1] for a in wanted]
+    await fetch(session, _NEW_HOUSEHOLDS, uprns, la_codes)
+    return {(r[0], r[1]): r[2] for r in await fetch(session, _HOUSEHOLDS, uprns, la_codes)}
 
 
 async def fact_events(

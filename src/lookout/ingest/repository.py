@@ -8,13 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, insert, or_, select, text, tuple_, update
+from sqlalchemy import func, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.types import String
 
-from lookout.db import any_of
+from lookout.db import fetch
 from lookout.ingest.models import ConsumerOffset, Event, Rejection
-from lookout.orgs.models import Organisation, OrgKind
+from lookout.orgs.models import OrgKind
 
 
 async def agencies_by_source(session: AsyncSession, sources: Iterable[str]) -> dict[str, str]:
@@ -22,33 +21,30 @@ async def agencies_by_source(session: AsyncSession, sources: Iterable[str]) -> d
     wanted = list(set(sources))
     if not wanted:
         return {}
-    rows = await session.execute(
-        select(Organisation.source, Organisation.id).where(
-            Organisation.kind == OrgKind.agency, Organisation.source.in_(wanted)
-        )
+    rows = await fetch(
+        session,
+        "SELECT source, id FROM organisations WHERE kind = $1 AND source = ANY($2::text[])",
+        OrgKind.agency.value,
+        wanted,
     )
-    return {r.source: r.id for r in rows}
+    return {r[0]: r[1] for r in rows}
 
 
 # (source, id) pairs as two arrays: one prepared statement whatever the batch size, and
 # an index join rather than an IN list of thousands of row constructors to plan.
-_KNOWN = text(
-    """
+_KNOWN = """
     SELECT e.source, e.event_id, e.content_hash
-    FROM unnest(CAST(:sources AS text[]), CAST(:ids AS text[])) AS k(source, event_id)
+    FROM unnest($1::text[], $2::text[]) AS k(source, event_id)
     JOIN events e ON e.source = k.source AND e.event_id = k.event_id
-    """
-)
-_RETRACTIONS = text(
-    """
+"""
+_RETRACTIONS = """
     SELECT e.source, e.facts ->> 'retracts' AS target, e.id
     FROM events e
     WHERE e.type = 'uk.lookout.event.retraction.v1'
       AND (e.source, e.facts ->> 'retracts') IN (
         SELECT k.source, k.event_id
-        FROM unnest(CAST(:sources AS text[]), CAST(:ids AS text[])) AS k(source, event_id))
-    """
-)
+        FROM unnest($1::text[], $2::text[]) AS k(source, event_id))
+"""
 
 
 async def known_hashes(
@@ -58,10 +54,8 @@ async def known_hashes(
     wanted = sorted(set(keys))
     if not wanted:
         return {}
-    rows = await session.execute(
-        _KNOWN, {"sources": [k[0] for k in wanted], "ids": [k[1] for k in wanted]}
-    )
-    return {(r.source, r.event_id): r.content_hash for r in rows}
+    rows = await fetch(session, _KNOWN, [k[0] for k in wanted], [k[1] for k in wanted])
+    return {(r[0], r[1]): r[2] for r in rows}
 
 
 async def retractions_of(
@@ -71,10 +65,8 @@ async def retractions_of(
     wanted = sorted(set(keys))
     if not wanted:
         return {}
-    rows = await session.execute(
-        _RETRACTIONS, {"sources": [k[0] for k in wanted], "ids": [k[1] for k in wanted]}
-    )
-    return {(r.source, r.target): r.id for r in rows}
+    rows = await fetch(session, _RETRACTIONS, [k[0] for k in wanted], [k[1] for k in wanted])
+    return {(r[0], r[1]): r[2] for r in rows}
 
 
 async def insert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> list[int]:
@@ -143,35 +135,35 @@ async def events_of(
     ids, kinds, homes = list(set(person_ids)), list(set(types)), list(set(household_ids))
     if not (ids or homes) or not kinds:
         return []
-    window = [Event.event_time >= since] + ([Event.event_time <= until] if until else [])
-    whose: ColumnElement[bool] = any_of(Event.subject_person_id, ids)
+    args: list[Any] = [ids, kinds, since]
+    if until is not None:
+        args.append(until)
     if homes:
-        whose = or_(whose, any_of(Event.household_id, homes))
-    rows = await session.execute(
-        select(
-            Event.id,
-            Event.source,
-            Event.event_id,
-            Event.type,
-            Event.event_time,
-            Event.data,
-            Event.subject_person_id,
-            Event.household_id,
-            Event.facts["persons"],
-        ).where(
-            whose,
-            any_of(Event.type, kinds, String),
-            *window,
-            Event.retracted_by.is_(None),
-            Event.data.is_not(None),
-        )
-    )
+        args.append(homes)
+    rows = await fetch(session, _EVENTS_OF[(until is not None, bool(homes))], *args)
     return [
         StoredEvent(
             pk, source, event_id, type_, time, data, subject, household, tuple(persons or ())
         )
         for pk, source, event_id, type_, time, data, subject, household, persons in rows
     ]
+
+
+def _events_of(until: bool, homes: bool) -> str:
+    whose = "subject_person_id = ANY($1)"
+    if homes:
+        whose = f"({whose} OR household_id = ANY(${5 if until else 4}))"
+    return (
+        "SELECT id, source, event_id, type, event_time, data, subject_person_id,"  # noqa: S608 - constants
+        f" household_id, facts -> 'persons' FROM events WHERE {whose}"
+        " AND type = ANY($2::text[]) AND event_time >= $3"
+        + (" AND event_time <= $4" if until else "")
+        + " AND retracted_by IS NULL AND data IS NOT NULL"
+    )
+
+
+# One statement per combination of the optional filters (an ``until``, households).
+_EVENTS_OF = {(u, h): _events_of(u, h) for u in (False, True) for h in (False, True)}
 
 
 _GRAPH_EVENT_TYPES = (
@@ -309,32 +301,28 @@ class OffsetMove:
 # One statement for every partition of a batch: each row is an UPDATE guarded by the
 # expected position or, with nothing expected, an INSERT that a stored row defeats. A
 # partition missing from the result was moved by someone else.
-_MOVE_OFFSETS = text(
-    """
+_MOVE_OFFSETS = """
     WITH wanted AS (
         SELECT * FROM unnest(
-            CAST(:topics AS text[]), CAST(:partitions AS int[]),
-            CAST(:expected_clusters AS text[]), CAST(:expected_offsets AS bigint[]),
-            CAST(:clusters AS text[]), CAST(:offsets AS bigint[])
+            $2::text[], $3::int[], $4::text[], $5::bigint[], $6::text[], $7::bigint[]
         ) AS w(topic, partition, expected_cluster, expected_offset, cluster_id, next_offset)
     ), updated AS (
         UPDATE consumer_offsets o
         SET cluster_id = w.cluster_id, next_offset = w.next_offset, updated_at = now()
         FROM wanted w
         WHERE w.expected_offset IS NOT NULL
-          AND o.group_id = :group_id AND o.topic = w.topic AND o.partition = w.partition
+          AND o.group_id = $1 AND o.topic = w.topic AND o.partition = w.partition
           AND o.cluster_id = w.expected_cluster AND o.next_offset = w.expected_offset
         RETURNING o.topic, o.partition
     ), inserted AS (
         INSERT INTO consumer_offsets (group_id, topic, partition, cluster_id, next_offset)
-        SELECT :group_id, w.topic, w.partition, w.cluster_id, w.next_offset
+        SELECT $1, w.topic, w.partition, w.cluster_id, w.next_offset
         FROM wanted w WHERE w.expected_offset IS NULL
         ON CONFLICT DO NOTHING
         RETURNING topic, partition
     )
     SELECT topic, partition FROM updated UNION ALL SELECT topic, partition FROM inserted
-    """
-)
+"""
 
 
 async def compare_and_set_offsets(
@@ -344,19 +332,18 @@ async def compare_and_set_offsets(
     statement; return the moves that failed because someone else moved the offset."""
     if not moves:
         return []
-    rows = await session.execute(
+    rows = await fetch(
+        session,
         _MOVE_OFFSETS,
-        {
-            "group_id": group_id,
-            "topics": [m.topic for m in moves],
-            "partitions": [m.partition for m in moves],
-            "expected_clusters": [m.expected.cluster_id if m.expected else None for m in moves],
-            "expected_offsets": [m.expected.next_offset if m.expected else None for m in moves],
-            "clusters": [m.new.cluster_id for m in moves],
-            "offsets": [m.new.next_offset for m in moves],
-        },
+        group_id,
+        [m.topic for m in moves],
+        [m.partition for m in moves],
+        [m.expected.cluster_id if m.expected else None for m in moves],
+        [m.expected.next_offset if m.expected else None for m in moves],
+        [m.new.cluster_id for m in moves],
+        [m.new.next_offset for m in moves],
     )
-    moved = {(r.topic, r.partition) for r in rows}
+    moved = {(r[0], r[1]) for r in rows}
     return [m for m in moves if (m.topic, m.partition) not in moved]
 
 
