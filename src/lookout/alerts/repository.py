@@ -27,10 +27,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lookout.alerts.models import Alert, AlertEvidence, AlertNote, AlertStatus, OrgSequence
-from lookout.db import any_of
+from lookout.alerts.models import Alert, AlertEvidence, AlertNote, AlertStatus
+from lookout.db import any_of, fetch
 from lookout.delivery.models import AlertEvent
-from lookout.household.models import Enrolment
 from lookout.ingest.models import Event
 from lookout.orgs.models import Organisation, OrgKind
 
@@ -39,10 +38,12 @@ async def children_services_by_la(session: AsyncSession, la_codes: Iterable[str]
     codes = list(set(la_codes))
     if not codes:
         return {}
-    rows = await session.execute(
-        select(Organisation.la_code, Organisation.id)
-        .where(Organisation.kind == OrgKind.children_services, Organisation.la_code.in_(codes))
-        .order_by(Organisation.id)
+    rows = await fetch(
+        session,
+        "SELECT la_code, id FROM organisations WHERE kind = $1 AND la_code = ANY($2::text[])"
+        " ORDER BY id",
+        OrgKind.children_services.value,
+        codes,
     )
     found: dict[str, str] = {}
     for la_code, org_id in rows:
@@ -58,19 +59,23 @@ async def schools_by_urn(session: AsyncSession, urns: Iterable[str]) -> dict[str
     codes = list(set(urns))
     if not codes:
         return {}
-    rows = await session.execute(
-        select(Organisation.school_urn, Organisation.id).where(
-            Organisation.kind == OrgKind.school, Organisation.school_urn.in_(codes)
-        )
+    school = OrgKind.school.value
+    rows = await fetch(
+        session,
+        "SELECT school_urn, id FROM organisations WHERE kind = $1 AND school_urn = ANY($2::text[])",
+        school,
+        codes,
     )
     found = {urn: org_id for urn, org_id in rows if urn is not None}
     missing = [c for c in codes if c not in found]
     if missing:
-        named = await session.execute(
-            select(Enrolment.school_urn, func.min(Organisation.id))
-            .join(Organisation, Organisation.id == Enrolment.dsl_org_id)
-            .where(Organisation.kind == OrgKind.school, Enrolment.school_urn.in_(missing))
-            .group_by(Enrolment.school_urn)
+        named = await fetch(
+            session,
+            "SELECT e.school_urn, min(o.id) FROM enrolments e"
+            " JOIN organisations o ON o.id = e.dsl_org_id"
+            " WHERE o.kind = $1 AND e.school_urn = ANY($2::text[]) GROUP BY e.school_urn",
+            school,
+            missing,
         )
         found |= {urn: org_id for urn, org_id in named if org_id is not None}
     return found
@@ -115,48 +120,38 @@ async def unreviewed_alerts_with_evidence(
     pks = list(set(event_pks))
     if not pks:
         return []
-    held = select(AlertEvidence.alert_id).where(any_of(AlertEvidence.event_id, pks))
-    rows = await session.execute(
-        select(
-            Alert.id,
-            Alert.rule_id,
-            Alert.household_id,
-            Alert.recipient_key,
-            func.array_agg(AlertEvidence.event_id),
-        )
-        .join(AlertEvidence, AlertEvidence.alert_id == Alert.id)
-        .where(Alert.id.in_(held), Alert.review_reason.is_(None))
-        .group_by(Alert.id)
-    )
+    rows = await fetch(session, _UNREVIEWED_WITH_EVIDENCE, pks)
     return [Supported(r[0], r[1], r[2], r[3], tuple(r[4])) for r in rows]
+
+
+_UNREVIEWED_WITH_EVIDENCE = """
+    SELECT a.id, a.rule_id, a.household_id, a.recipient_key, array_agg(e.event_id)
+    FROM alerts a JOIN alert_evidence e ON e.alert_id = a.id
+    WHERE a.id IN (SELECT alert_id FROM alert_evidence WHERE event_id = ANY($1))
+      AND a.review_reason IS NULL
+    GROUP BY a.id
+"""
 
 
 # The worker's writes: a few statements per batch, whatever the number of matches. Keys
 # (rule, household, recipient) travel as three arrays: one prepared statement per shape.
-_OPEN_ALERTS = text(
-    """
+_OPEN_ALERTS = """
     SELECT a.id, a.rule_id, a.household_id, a.recipient_key, a.children
-    FROM unnest(CAST(:rule_ids AS text[]), CAST(:household_ids AS bigint[]),
-        CAST(:recipient_keys AS text[])) AS k(rule_id, household_id, recipient_key)
+    FROM unnest($1::text[], $2::bigint[], $3::text[]) AS k(rule_id, household_id, recipient_key)
     JOIN alerts a ON a.rule_id = k.rule_id AND a.household_id = k.household_id
         AND a.recipient_key = k.recipient_key
     WHERE a.status <> 'closed'
-    """
-)
-_CLOSED_ALERTS = text(
-    """
+"""
+_CLOSED_ALERTS = """
     SELECT a.rule_id, a.household_id, a.recipient_key, max(a.closed_at) AS last_closed,
            array_remove(array_agg(e.event_id), NULL) AS evidence
-    FROM unnest(CAST(:rule_ids AS text[]), CAST(:household_ids AS bigint[]),
-        CAST(:recipient_keys AS text[])) AS k(rule_id, household_id, recipient_key)
+    FROM unnest($1::text[], $2::bigint[], $3::text[]) AS k(rule_id, household_id, recipient_key)
     JOIN alerts a ON a.rule_id = k.rule_id AND a.household_id = k.household_id
         AND a.recipient_key = k.recipient_key
-    LEFT JOIN alert_evidence e
-        ON e.alert_id = a.id AND e.event_id = ANY(CAST(:event_ids AS bigint[]))
+    LEFT JOIN alert_evidence e ON e.alert_id = a.id AND e.event_id = ANY($4::bigint[])
     WHERE a.status = 'closed'
     GROUP BY a.rule_id, a.household_id, a.recipient_key
-    """
-)
+"""
 
 AlertKey = tuple[str, int, str]  # (rule id, household id, recipient key)
 # Core tables for the multi-row writes (no ORM unit of work, no per-row objects).
@@ -179,25 +174,19 @@ class ClosedAlerts:
     evidence: frozenset[int]
 
 
-def _keys(keys: Iterable[AlertKey]) -> dict[str, list[Any]]:
+def _keys(keys: Iterable[AlertKey]) -> list[list[Any]]:
+    """The keys as three arrays (rule ids, household ids, recipient keys)."""
     wanted = sorted(set(keys))
-    return {
-        "rule_ids": [k[0] for k in wanted],
-        "household_ids": [k[1] for k in wanted],
-        "recipient_keys": [k[2] for k in wanted],
-    }
+    return [[k[0] for k in wanted], [k[1] for k in wanted], [k[2] for k in wanted]]
 
 
 async def open_alerts(session: AsyncSession, keys: Iterable[AlertKey]) -> dict[AlertKey, OpenAlert]:
     """The open (not closed) alert of each (rule, household, recipient) that has one."""
-    params = _keys(keys)
-    if not params["rule_ids"]:
+    arrays = _keys(keys)
+    if not arrays[0]:
         return {}
-    rows = await session.execute(_OPEN_ALERTS, params)
-    return {
-        (r.rule_id, r.household_id, r.recipient_key): OpenAlert(r.id, frozenset(r.children or ()))
-        for r in rows
-    }
+    rows = await fetch(session, _OPEN_ALERTS, *arrays)
+    return {(r[1], r[2], r[3]): OpenAlert(r[0], frozenset(r[4] or ())) for r in rows}
 
 
 async def closed_alerts(
@@ -205,16 +194,11 @@ async def closed_alerts(
 ) -> dict[AlertKey, ClosedAlerts]:
     """For each key with closed alerts: the latest closure, and which of ``event_pks``
     a closed alert already holds as evidence."""
-    params = _keys(keys)
-    if not params["rule_ids"]:
+    arrays = _keys(keys)
+    if not arrays[0]:
         return {}
-    rows = await session.execute(_CLOSED_ALERTS, params | {"event_ids": sorted(set(event_pks))})
-    return {
-        (r.rule_id, r.household_id, r.recipient_key): ClosedAlerts(
-            r.last_closed, frozenset(r.evidence)
-        )
-        for r in rows
-    }
+    rows = await fetch(session, _CLOSED_ALERTS, *arrays, sorted(set(event_pks)))
+    return {(r[0], r[1], r[2]): ClosedAlerts(r[3], frozenset(r[4])) for r in rows}
 
 
 async def insert_open_alerts(
@@ -284,13 +268,16 @@ async def add_evidence(
         first.setdefault((alert_id, event_pk), role)
     if not first:
         return set()
-    result = await session.execute(
-        pg_insert(_EVIDENCE)
-        .on_conflict_do_nothing()
-        .returning(_EVIDENCE.c.alert_id, _EVIDENCE.c.event_id),
-        [{"alert_id": a, "event_id": e, "role": r} for (a, e), r in first.items()],
+    added = await fetch(
+        session,
+        "INSERT INTO alert_evidence (alert_id, event_id, role)"
+        " SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[])"
+        " ON CONFLICT DO NOTHING RETURNING alert_id, event_id",
+        [a for a, _ in first],
+        [e for _, e in first],
+        list(first.values()),
     )
-    return {(r.alert_id, r.event_id) for r in result}
+    return {(r[0], r[1]) for r in added}
 
 
 async def alerts_with_evidence(session: AsyncSession, event_pks: Sequence[int]) -> list[uuid.UUID]:
@@ -557,23 +544,27 @@ async def take_sequences(
     """Advance the organisation's counters by (alerts, events); returns the new last values.
 
     The row stays locked until the transaction ends: numbers are gapless, in commit order."""
-    insert = pg_insert(OrgSequence).values(org_id=org_id, alert_last=alerts, event_last=events)
-    stmt = insert.on_conflict_do_update(
-        index_elements=[OrgSequence.org_id],
-        set_={
-            "alert_last": OrgSequence.alert_last + insert.excluded.alert_last,
-            "event_last": OrgSequence.event_last + insert.excluded.event_last,
-        },
-    ).returning(OrgSequence.alert_last, OrgSequence.event_last)
-    row = (await session.execute(stmt)).one()
-    return int(row.alert_last), int(row.event_last)
+    (row,) = await fetch(session, _TAKE_SEQUENCES, org_id, alerts, events)
+    return int(row[0]), int(row[1])
+
+
+_TAKE_SEQUENCES = """
+    INSERT INTO org_sequences (org_id, alert_last, event_last) VALUES ($1, $2, $3)
+    ON CONFLICT (org_id) DO UPDATE SET
+        alert_last = org_sequences.alert_last + excluded.alert_last,
+        event_last = org_sequences.event_last + excluded.event_last
+    RETURNING alert_last, event_last
+"""
 
 
 async def set_sequences(session: AsyncSession, numbered: Sequence[tuple[uuid.UUID, int]]) -> None:
     if numbered:
-        await session.execute(
-            update(Alert),
-            [{"id": alert_id, "sequence": seq} for alert_id, seq in numbered],
+        await fetch(
+            session,
+            "UPDATE alerts SET sequence = u.sequence"
+            " FROM unnest($1::uuid[], $2::bigint[]) AS u(id, sequence) WHERE alerts.id = u.id",
+            [alert_id for alert_id, _ in numbered],
+            [seq for _, seq in numbered],
         )
 
 
