@@ -452,14 +452,22 @@ async def _trigger_events_in(
     session: AsyncSession, config: PipelineConfig, touched: household.Touched, since: datetime
 ) -> list[StoredEvent]:
     """The trigger events (within the horizon) that can evaluate differently now that the
-    ``touched`` households changed: those of everyone who ever lived in one of them, or
-    recorded at its address (a police incident), whose date (in the configured time zone)
-    is one on which that household changed (:func:`needs_reevaluation`)."""
+    ``touched`` households changed: those of everyone who ever lived in one of them (or
+    did before this change: a retracted move-in), or recorded at its address (a police
+    incident), whose date (in the configured time zone) is one on which that household
+    changed (:func:`needs_reevaluation`)."""
     if not touched.spans:
         return []
     homes = await household_repository.homes_ever(session, touched.households)
+    # A person whose residence there was retracted may live in none of them now, yet their
+    # events were evaluated there (and the alerts they raised must go to review).
+    left = {p for p, former in touched.former.items() if not former.isdisjoint(touched.spans)}
     found = await ingest.events_of(
-        session, homes.keys(), config.trigger_types, since, household_ids=touched.households
+        session,
+        homes.keys() | left,
+        config.trigger_types,
+        since,
+        household_ids=touched.households,
     )
     return [e for e in found if needs_reevaluation(e, touched, homes, config.timezone)]
 
