@@ -85,3 +85,51 @@ async def test_a_retracted_only_residence_of_the_subject_leaves_no_standing_aler
     assert standing == set()
     # Raised before the withdrawal was known (any split): kept, and in review.
     assert reviewed == ([] if len(sizes) == 1 else [FALSIFIED])
+
+
+DEMOGRAPHICS_FIRST = (
+    "a person first seen on demographics only and later with an NHS number that is new "
+    "stays two persons: a reference whose strong identifiers are all new is not matched on "
+    "demographics (docs/identity.md, 'Not yet'), so the link, and the alert, depend on "
+    "whether both references were in one batch"
+)
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        pytest.param((3,), id="one batch"),
+        pytest.param((1, 2), id="attendance first"),
+        pytest.param(
+            (2, 1),
+            id="residences first",
+            marks=pytest.mark.xfail(strict=True, reason=DEMOGRAPHICS_FIRST),
+        ),
+    ],
+)
+async def test_a_demographics_only_residence_links_whichever_batch_brings_the_nhs_number(
+    sessions: async_sessionmaker[AsyncSession], sizes: tuple[int, ...]
+) -> None:
+    """The council knows the mother by name, date of birth and postcode; the hospital adds
+    her NHS number. Everything agrees exactly (an auto-link score), so she is one person
+    living with the child, and her attendance raises the alert, in any split."""
+    await register_orgs(sessions)
+    demographics = {
+        "given_name": "Jane",
+        "family_name": "Okafor",
+        "birth_date": years_before(NOW, 34).isoformat(),
+        "postcode": "E8 1DY",
+    }
+    mother = {**person(), **demographics}
+    child = person(years_before(NOW, 6))
+    since = years_before(NOW, 1)
+    events = [
+        moved_in(demographics, since),
+        moved_in(child, since),
+        ed_attendance(mother, at=NOW - timedelta(days=2)),
+    ]
+    if sizes == (1, 2):  # the attendance arrives first
+        events = [events[2], events[0], events[1]]
+    await feed_split(sessions, events, sizes)
+    standing, _ = await standing_and_reviewed(sessions)
+    assert standing == {"adult-substance-misuse-ed"}
