@@ -14,11 +14,15 @@ so that before/after comparisons on a shared host can use CPU ms per event, whic
 waiting for a CPU does not inflate. The clock is fixed (the start of the day), so every
 run of the day processes the same events, and ``outcome_digest`` fingerprints what the
 batches left behind (alerts with their evidence and outbox rows, the derived graph, the
-audit trail): a change that keeps the semantics keeps the digest. ``--profile`` adds
-cProfile (every figure inflated alike; its clock is this process's CPU time) and prints
-the pipeline's stages by cumulative CPU time and the functions with the most CPU time of
-their own (coroutines and SQLAlchemy's greenlets blur the cumulative figures: read them
-as a rough split).
+audit trail): a change that keeps the semantics keeps the digest at the same ``--batch``.
+Across batch sizes the digests differ by design: an alert raised in one batch and
+falsified by a fact in a later one stays, marked for review (DESIGN.md "Order does not
+matter"), where one larger batch never raises it, and a child counted before such a
+fact stays named on an alert that still holds; the alerts not in review are the same.
+``--profile`` adds cProfile (every figure inflated alike; its clock is this process's CPU
+time) and prints the pipeline's stages by cumulative CPU time and the functions with the
+most CPU time of their own (coroutines and SQLAlchemy's greenlets blur the cumulative
+figures: read them as a rough split).
 
 The embedded PostgreSQL (durable) keeps its data in ``--data-dir`` (a temporary folder
 by default); the loaded population is kept there as a template database, so repeated
