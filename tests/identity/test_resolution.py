@@ -223,6 +223,59 @@ async def test_demographic_bands(
     assert "1994" not in text
 
 
+@pytest.mark.parametrize(
+    ("demographics", "outcome"),
+    [
+        (sarah(given_name="SARAH", postcode="e81dy"), "same"),
+        (sarah(given_name="Emma"), "possible"),
+        (sarah(birth_date="1971-03-12", postcode="N1 9GU"), "new"),
+    ],
+)
+async def test_new_strong_identifiers_are_matched_on_demographics_too(
+    sessions: async_sessionmaker[AsyncSession], demographics: dict[str, Any], outcome: str
+) -> None:
+    """The other order of ``test_demographic_bands``: the person is first known by
+    demographics only, and the hospital's NHS number, new to Lookout, comes later. The
+    bands are the same, and a link gives the NHS number to the person already known."""
+    await register_orgs(sessions)
+    known = moved_in(sarah(), SINCE)
+    number = nhs_number()
+    later = ed_attendance({"nhs_number": number, **demographics})
+    await Feeder(sessions).feed_each([known, later])
+    first, second = await subject_of(sessions, known["id"]), await subject_of(sessions, later["id"])
+    matches = [m for (m,) in await rows(sessions, select(PossibleMatch))]
+    owners = dict(await rows(sessions, select(PersonIdentifier.value, PersonIdentifier.person_id)))
+    assert owners[number] == second
+    if outcome == "same":
+        assert first == second
+        assert matches == []
+        assert "worker:person:linked_by_demographics" in await audit_text(sessions)
+    elif outcome == "possible":
+        assert first != second
+        [match] = matches
+        assert (match.person_id, match.other_person_id) == (first, second)
+        assert match.kind == "demographic"
+    else:
+        assert first != second
+        assert matches == []
+    text = await audit_text(sessions)
+    assert "Turner" not in text
+    assert number not in text
+
+
+async def test_a_person_with_another_nhs_number_is_never_linked_on_demographics(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Identical demographics, two different NHS numbers: two persons (twins, or one of
+    the numbers is wrong), and no pair for review either way."""
+    await register_orgs(sessions)
+    known = moved_in({"nhs_number": nhs_number(), **sarah()}, SINCE)
+    later = ed_attendance({"nhs_number": nhs_number(), **sarah()})
+    await Feeder(sessions).feed_each([known, later])
+    assert await subject_of(sessions, known["id"]) != await subject_of(sessions, later["id"])
+    assert await rows(sessions, select(PossibleMatch)) == []
+
+
 async def test_confirm_merges_and_reject_closes(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:

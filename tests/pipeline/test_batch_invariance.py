@@ -87,24 +87,12 @@ async def test_a_retracted_only_residence_of_the_subject_leaves_no_standing_aler
     assert reviewed == ([] if len(sizes) == 1 else [FALSIFIED])
 
 
-DEMOGRAPHICS_FIRST = (
-    "a person first seen on demographics only and later with an NHS number that is new "
-    "stays two persons: a reference whose strong identifiers are all new is not matched on "
-    "demographics (docs/identity.md, 'Not yet'), so the link, and the alert, depend on "
-    "whether both references were in one batch"
-)
-
-
 @pytest.mark.parametrize(
     "sizes",
     [
         pytest.param((3,), id="one batch"),
         pytest.param((1, 2), id="attendance first"),
-        pytest.param(
-            (2, 1),
-            id="residences first",
-            marks=pytest.mark.xfail(strict=True, reason=DEMOGRAPHICS_FIRST),
-        ),
+        pytest.param((2, 1), id="residences first"),
     ],
 )
 async def test_a_demographics_only_residence_links_whichever_batch_brings_the_nhs_number(

@@ -12,6 +12,9 @@
   (:func:`lookout.identity.repository.candidates`) with the Fellegi-Sunter model of
   :mod:`lookout.identity.scoring`; the best candidate's score falls in one of three bands:
   auto-link, possible match (a new person, and the pair recorded for review), new person.
+  So is a reference whose strong identifiers are **all new**, against the candidates that
+  hold no identifier of those schemes: on an auto-link its identifiers go to the candidate.
+  Which of the two references came first then does not decide whether they are one person.
 
 Every merge, conflict, demographic link and possible match is audited with internal ids,
 identifier *schemes* and agreement levels only, never values.
@@ -206,13 +209,29 @@ async def resolve(
         in_db = await repository.owners(session, all_keys)
         await repository.lock_persons(session, in_db.values())
         held = await repository.identifiers_of(session, set(in_db.values()))
-    incomplete = await repository.incomplete_persons(session, set(in_db.values()))
+    matched = await _match_new_identifiers(session, refs, in_db, thresholds)
+    linked = await _demographic_links(session, matched, held)
+    incomplete = await repository.incomplete_persons(
+        session, set(in_db.values()) | set(linked.values())
+    )
+    resolution = Resolution(person_ids=[])
     batch = _Batch(in_db, held)
+    for keys, person_id in linked.items():
+        batch.give(person_id, keys)
+        metrics.IDENTITY_LINKS.labels(f"demographic_{Band.auto_link.value}").inc()
+        schemes = sorted({k[0] for k in keys})
+        resolution.audit.append(
+            Entry(
+                Action.identity_linked,
+                "person",
+                str(person_id),
+                details={**matched[keys].evidence, "identifier_schemes": schemes},
+            )
+        )
     chosen: list[int | None] = []
     for ref in refs:
         chosen.append(batch.resolve(ref) if ref.identifier_keys() else None)
 
-    resolution = Resolution(person_ids=[])
     # Persons to create: the temporary roots, with the demographics of their first reference.
     roots = [t for t in batch.creating if batch.find(t) == t]
     rows = [
@@ -227,6 +246,10 @@ async def resolve(
         root = batch.find(p)
         return real[root] if root < 0 else root
 
+    for keys, match in matched.items():
+        if match.band is Band.possible and final(batch.known[keys[0]]) != match.person_id:
+            metrics.IDENTITY_LINKS.labels(f"demographic_{Band.possible.value}").inc()
+            await _record_possible_match(session, match, final(batch.known[keys[0]]), resolution)
     for survivor, merged, namespaces in batch.merges:
         if merged < 0:
             continue  # never created: its identifiers simply go to the survivor
@@ -297,48 +320,135 @@ async def resolve(
     return resolution
 
 
+@dataclass(frozen=True, slots=True)
+class _Match:
+    """The best demographic candidate for a reference: its score, band and evidence
+    (agreement levels only)."""
+
+    person_id: int
+    score: float
+    band: Band
+    evidence: dict[str, object]
+
+
+async def _best_match(
+    session: AsyncSession,
+    demo: Demographics,
+    thresholds: MatchThresholds,
+    without: frozenset[str] = frozenset(),
+) -> _Match | None:
+    """The best-scoring candidate sharing a blocking key with ``demo``, leaving out those
+    that hold an identifier in any of the namespaces ``without``."""
+    if demo.empty:
+        return None
+    candidates = await repository.candidates(session, demo, thresholds.max_candidates)
+    if without:
+        held = await repository.identifiers_of(session, {c.person_id for c in candidates})
+        candidates = [
+            c for c in candidates if not without & {namespace(k) for k in held[c.person_id]}
+        ]
+    best: tuple[float, int, dict[str, object]] | None = None
+    for candidate in candidates:
+        scored = score(demo, candidate.demographics)
+        if best is None or scored.total > best[0]:
+            best = (scored.total, candidate.person_id, scored.evidence())
+    if best is None:
+        return None
+    outcome = band(
+        best[0], auto_link_at=thresholds.auto_link_at, possible_at=thresholds.possible_at
+    )
+    return _Match(best[1], best[0], outcome, best[2])
+
+
+async def _record_possible_match(
+    session: AsyncSession, match: _Match, person_id: int, resolution: Resolution
+) -> None:
+    match_id = await repository.add_possible_match(
+        session,
+        kind=MatchKind.demographic,
+        person_id=match.person_id,
+        other_person_id=person_id,
+        score=match.score,
+        evidence=match.evidence,
+    )
+    resolution.audit.append(
+        Entry(
+            Action.identity_possible_match,
+            "possible_match",
+            str(match_id),
+            details={"persons": [match.person_id, person_id], **match.evidence},
+        )
+    )
+
+
+async def _demographic_links(
+    session: AsyncSession,
+    matched: Mapping[tuple[repository.Key, ...], _Match],
+    held: dict[int, list[repository.Key]],
+) -> dict[tuple[repository.Key, ...], int]:
+    """The auto-linked references' identifiers and the person to give them to. The persons
+    are locked and their identifiers read again (into ``held``): one that another worker
+    has meanwhile given an identifier of those schemes is left out, and so is a person
+    that references with different values of one scheme matched (two NHS numbers)."""
+    wanted = {keys: m.person_id for keys, m in matched.items() if m.band is Band.auto_link}
+    if not wanted:
+        return {}
+    await repository.lock_persons(session, wanted.values())
+    held.update(await repository.identifiers_of(session, set(wanted.values())))
+    values: dict[int, dict[str, set[str]]] = {}
+    for keys, person_id in wanted.items():
+        for k in keys:
+            values.setdefault(person_id, {}).setdefault(namespace(k), set()).add(k[1])
+    return {
+        keys: person_id
+        for keys, person_id in wanted.items()
+        if all(len(v) == 1 for v in values[person_id].values())
+        and not {namespace(k) for k in held[person_id]} & values[person_id].keys()
+    }
+
+
 async def _resolve_demographics(
     session: AsyncSession, ref: PersonRef, thresholds: MatchThresholds, resolution: Resolution
 ) -> int:
     demo = ref.demographics()
-    best: tuple[float, int, dict[str, object]] | None = None
-    if not demo.empty:
-        for candidate in await repository.candidates(session, demo, thresholds.max_candidates):
-            scored = score(demo, candidate.demographics)
-            if best is None or scored.total > best[0]:
-                best = (scored.total, candidate.person_id, scored.evidence())
-    outcome = (
-        band(best[0], auto_link_at=thresholds.auto_link_at, possible_at=thresholds.possible_at)
-        if best
-        else Band.new_person
-    )
+    match = await _best_match(session, demo, thresholds)
+    outcome = match.band if match else Band.new_person
     metrics.IDENTITY_LINKS.labels(f"demographic_{outcome.value}").inc()
-    if best is not None and outcome is Band.auto_link:
+    if match is not None and outcome is Band.auto_link:
         resolution.audit.append(
-            Entry(Action.identity_linked, "person", str(best[1]), details=best[2])
+            Entry(Action.identity_linked, "person", str(match.person_id), details=match.evidence)
         )
-        return best[1]
+        return match.person_id
     [person_id] = await repository.create_persons(
         session, [repository.person_row(ref.raw_demographics(), demo)]
     )
-    if best is not None and outcome is Band.possible:
-        match_id = await repository.add_possible_match(
-            session,
-            kind=MatchKind.demographic,
-            person_id=best[1],
-            other_person_id=person_id,
-            score=best[0],
-            evidence=best[2],
-        )
-        resolution.audit.append(
-            Entry(
-                Action.identity_possible_match,
-                "possible_match",
-                str(match_id),
-                details={"persons": [best[1], person_id], **best[2]},
-            )
-        )
+    if match is not None and outcome is Band.possible:
+        await _record_possible_match(session, match, person_id, resolution)
     return person_id
+
+
+async def _match_new_identifiers(
+    session: AsyncSession,
+    refs: Sequence[PersonRef],
+    known: Mapping[repository.Key, int],
+    thresholds: MatchThresholds,
+) -> dict[tuple[repository.Key, ...], _Match]:
+    """References whose strong identifiers are all new are matched on demographics too,
+    as a demographics-only reference is, so that a person first seen on demographics and
+    later with a new NHS number (or the other way round) is one person whichever came
+    first. Candidates holding any identifier of the reference's schemes are left out (a
+    different NHS number is a different person). Returns the best match of each such
+    reference's identifiers, when one is at least a possible match."""
+    found: dict[tuple[repository.Key, ...], _Match] = {}
+    for ref in refs:
+        keys = ref.identifier_keys()
+        if not keys or keys in found or any(k in known for k in keys):
+            continue
+        without = frozenset(namespace(k) for k in keys)
+        match = await _best_match(session, ref.demographics(), thresholds, without)
+        if match is not None and match.band is not Band.new_person:
+            found[keys] = match
+    return found
 
 
 # Review and undo ----------------------------------------------------------------------
