@@ -13,11 +13,16 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-import cel
-
 from lookout import metrics
 from lookout.household.snapshot import HouseholdSnapshot, Member
-from lookout.rules.model import ALL_FACTS, MemberSpec, Rule, SubjectSpec, UnknownAge
+from lookout.rules.model import (
+    ALL_FACTS,
+    Condition,
+    MemberSpec,
+    Rule,
+    SubjectSpec,
+    UnknownAge,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,13 +147,13 @@ def _member_fact(
     return fact
 
 
-def _holds(rule: Rule, program: cel.Program | None, data: dict[str, Any]) -> bool:
+def _holds(rule: Rule, condition: Condition | None, data: dict[str, Any]) -> bool:
     """A CEL condition on an event's data; an expression that fails on this event (a
     missing field, a type mismatch) does not match, and is counted so the author hears."""
-    if program is None:
+    if condition is None:
         return True
     try:
-        return program.execute({"data": data}) is True
+        return condition.program.execute(condition.context(data)) is True
     except Exception:  # CEL raises KeyError/TypeError/RuntimeError/ValueError by case
         metrics.RULE_ERRORS.labels(rule.id).inc()
         return False
@@ -201,7 +206,12 @@ def evaluate(
     ``history`` holds the events of the household's members and those recorded at its
     address (the trigger included) over the longest window any rule looks back; one read
     serves every rule."""
-    return [c for rule in rules for c in _evaluate_rule(rule, event, household, history)]
+    return [
+        c
+        for rule in rules
+        if event.type in rule.trigger_types
+        for c in _evaluate_rule(rule, event, household, history)
+    ]
 
 
 def _event_fact(source: str, event_id: str, type_: str, time: datetime) -> dict[str, Any]:
@@ -224,8 +234,6 @@ def _evaluate_rule(
     rule: Rule, event: TriggerEvent, household: HouseholdSnapshot, history: Sequence[HistoryEvent]
 ) -> list[Candidate]:
     spec = rule.spec
-    if event.type not in spec.trigger.types:
-        return []
     if not _subject_matches(spec.trigger.subject, event.subject_age):
         return []
     # Local authorities holding a flag a condition asked for: the plan_la recipients.
@@ -244,7 +252,7 @@ def _evaluate_rule(
         people.setdefault(n.person_id, Member(n.person_id, n.age, None, school_urn=n.school_urn))
     relations = (
         household.relationships_to(event.subject_person_id)
-        if event.subject_person_id is not None
+        if spec.household and event.subject_person_id is not None
         else {}
     )
     match = _Match(set(plan_las), plan_las, set(), people, [], [])
