@@ -16,11 +16,9 @@ from typing import Any
 from lookout import metrics
 from lookout.household.snapshot import HouseholdSnapshot, Member
 from lookout.rules.model import (
-    ALL_FACTS,
     Condition,
     MemberSpec,
     Rule,
-    SubjectSpec,
     UnknownAge,
 )
 
@@ -88,10 +86,6 @@ def _age_matches(
     if age is None:
         return unknown is UnknownAge.counts
     return (at_least is None or age >= at_least) and (under is None or age < under)
-
-
-def _subject_matches(spec: SubjectSpec, age: int | None) -> bool:
-    return _age_matches(age, spec.age_at_least, spec.age_under, spec.unknown_age)
 
 
 def _flag_holders(member: Member | None, kinds: Sequence[str]) -> set[str]:
@@ -234,7 +228,13 @@ def _evaluate_rule(
     rule: Rule, event: TriggerEvent, household: HouseholdSnapshot, history: Sequence[HistoryEvent]
 ) -> list[Candidate]:
     spec = rule.spec
-    if not _subject_matches(spec.trigger.subject, event.subject_age):
+    subject_spec = spec.trigger.subject
+    if not _age_matches(
+        event.subject_age,
+        subject_spec.age_at_least,
+        subject_spec.age_under,
+        subject_spec.unknown_age,
+    ):
         return []
     # Local authorities holding a flag a condition asked for: the plan_la recipients.
     plan_las: set[str] = set()
@@ -326,7 +326,6 @@ def _evaluate_rule(
     candidates = []
     for recipient in dict.fromkeys(spec.recipients):
         for key, children in _recipients(recipient, household, match):
-            view = spec.view(recipient)
             candidates.append(
                 Candidate(
                     rule=rule,
@@ -334,7 +333,7 @@ def _evaluate_rule(
                     recipient_key=key,
                     children=tuple(sorted(children)),
                     explanation=_explain(rule, recipient, event, household, match, children),
-                    summary=" ".join(view.summary.split()) if view.summary else None,
+                    summary=rule.views[recipient].summary,
                 )
             )
     # A rule naming both children_services and plan_la may reach one organisation twice.
@@ -377,8 +376,8 @@ def _explain(
     """The explanation one recipient may see: the rule's ``minimisation`` for its kind
     says which facts it carries; a school sees only its own pupils."""
     spec = rule.spec
-    view = spec.view(kind)
-    carries = set(view.carries)
+    view = rule.views[kind]
+    carries = view.carries
     trigger_event: dict[str, Any] = {}
     if "event_source" in carries:
         trigger_event["source"] = event.source
@@ -417,7 +416,7 @@ def _explain(
         "rule": {"id": rule.id, "version": rule.version, "title": spec.title},
         "recipient": {
             "kind": kind,
-            "carries": [f for f in ALL_FACTS if f in carries],
+            "carries": list(view.listed),
             "children": view.children,
         },
     }
@@ -430,5 +429,5 @@ def _explain(
         }
     explanation["conditions"] = conditions
     explanation["children"] = [_child_fact(c, match.people.get(c)) for c in sorted(children)]
-    explanation["lawful_basis"] = " ".join(spec.lawful_basis.split())
+    explanation["lawful_basis"] = rule.lawful_basis
     return explanation

@@ -267,6 +267,18 @@ class Condition:
         return {"data": {f: None if f in only else data[f] for f in self.fields if f in data}}
 
 
+@dataclass(frozen=True, slots=True)
+class View:
+    """A recipient's view (``RuleSpec.view``) as the evaluator applies it, worked out once
+    per rule: the facts it carries, as a set and in ``ALL_FACTS`` order, and its summary
+    with its whitespace folded."""
+
+    carries: frozenset[str]
+    listed: tuple[Fact, ...]
+    children: Literal["all", "own_pupils"]
+    summary: str | None
+
+
 @dataclass(frozen=True)
 class Rule:
     spec: RuleSpec
@@ -284,6 +296,26 @@ class Rule:
     def trigger_types(self) -> frozenset[str]:
         """The event types that trigger the rule (the evaluator's first test)."""
         return frozenset(self.spec.trigger.types)
+
+    @cached_property
+    def views(self) -> dict[str, View]:
+        """Each kind of recipient's view (every fact unless the rule says less)."""
+        views: dict[str, View] = {}
+        for kind in self.spec.recipients:
+            view = self.spec.view(kind)
+            carries = frozenset(view.carries)
+            views[kind] = View(
+                carries,
+                tuple(f for f in ALL_FACTS if f in carries),
+                view.children,
+                " ".join(view.summary.split()) if view.summary else None,
+            )
+        return views
+
+    @cached_property
+    def lawful_basis(self) -> str:
+        """The rule's lawful basis with its whitespace folded, as explanations carry it."""
+        return " ".join(self.spec.lawful_basis.split())
 
     @property
     def max_window_days(self) -> int:
