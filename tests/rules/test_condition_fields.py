@@ -4,13 +4,19 @@ result is the same as with the whole of ``data``."""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client import REGISTRY
+from tests.factories import NOW
 
-from lookout.rules.model import Condition, _compile, data_fields, load_rules
+from lookout.household.snapshot import HouseholdSnapshot, Member
+from lookout.rules.evaluator import TriggerEvent, evaluate
+from lookout.rules.model import Condition, _compile, compile_rule, data_fields, load_rules
 from lookout.settings import PROJECT_ROOT
 
 RULE_EXPRESSIONS = sorted(
@@ -103,3 +109,26 @@ def test_the_fields_handed_give_the_result_of_the_whole_data(
     assert condition is not None
     assert condition.fields is not None
     assert _outcome(condition, condition.context(data)) == _outcome(condition, {"data": data})
+
+
+def test_a_condition_that_fails_on_an_event_does_not_match_and_is_counted() -> None:
+    content = yaml.safe_load(
+        (PROJECT_ROOT / "rules" / "adult-substance-misuse-ed.yaml").read_text()
+    )
+    content["trigger"]["condition"] = "data.days >= 5"  # ED attendances have no days
+    rule = compile_rule(content)
+    home = HouseholdSnapshot(
+        9, "100023336956", "E09000012", date(2026, 11, 20), (Member(2, 6, None),)
+    )
+
+    def event(data: dict[str, Any]) -> TriggerEvent:
+        return TriggerEvent(1, "urn:x", "e1", rule.spec.trigger.types[0], NOW, data, 1, 30)
+
+    def errors() -> float:
+        return REGISTRY.get_sample_value("lookout_rule_errors_total", {"rule": rule.id}) or 0.0
+
+    before = errors()
+    assert evaluate([rule], event({"presenting_reasons": ["alcohol"]}), home) == []
+    assert errors() == before + 1
+    assert evaluate([rule], event({"days": 6}), home)
+    assert errors() == before + 1
