@@ -64,6 +64,9 @@ def test_the_fields_a_condition_reads(
         '"days" in data',
         "data == {}",
         "data.xs.exists(data, data == 1)",  # a comprehension variable named data
+        "data.size() > 1",  # a call on data, not a field
+        'data.exists(k, k == "days")',
+        'data.all(k, k != "a") || data.x',
         "[data].exists(d, d.a == 1)",
         "data",
     ],

@@ -218,7 +218,8 @@ def data_fields(expression: str) -> tuple[frozenset[str], frozenset[str]] | None
     ``size(data)``, ``data`` passed whole), so it needs all of it.
 
     Found from the tokens: every use of the identifier ``data`` must be followed by
-    ``.field`` (so a comprehension that names its variable ``data`` gets all of it)."""
+    ``.field`` and not by a call (``data.size()``); so a comprehension that names its
+    variable ``data`` gets all of it."""
     tokens = [
         (kind, m.group())
         for m in _CEL_TOKENS.finditer(expression)
@@ -231,6 +232,8 @@ def data_fields(expression: str) -> tuple[frozenset[str], frozenset[str]] | None
             continue
         after = tokens[i + 1 : i + 4]
         if len(after) < 2 or after[0] != ("other", ".") or after[1][0] != "ident":
+            return None
+        if after[2:] == [("other", "(")]:  # a call on data (data.size()), not a field
             return None
         field_ = after[1][1]
         reads.add(field_)
