@@ -10,16 +10,24 @@ domestic-abuse incidents of members so that the history conditions have work to 
 Rules are every ``*.yaml`` in ``rules/``, loaded as the worker loads them.
 
 ``rule_evaluations_per_s`` counts trigger events evaluated against the whole rule set per
-second (``evaluate(rules, event, snapshot, history)`` calls).
+second (``evaluate(rules, event, snapshot, history)`` calls). ``cpu_us_per_evaluation`` is
+the process CPU time per call, which a loaded host distorts far less than the wall clock;
+compare code changes with it.
+
+Standalone (no database, no broker; generates its own population)::
+
+    python -m benchmarks.evaluator_bench [--persons N] [--cases N] [--seconds S] [--seed N]
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -34,7 +42,7 @@ from lookout.household.snapshot import (
     age_on,
 )
 from lookout.ingest.validation import person_refs
-from lookout.population import SynthPeriod
+from lookout.population import SynthPeriod, generate
 from lookout.rules.evaluator import HistoryEvent, TriggerEvent, evaluate
 from lookout.rules.model import Rule, load_rules
 from lookout.settings import PROJECT_ROOT
@@ -168,19 +176,53 @@ def run(gen: Generator, *, cases: int, seconds: float) -> dict[str, float]:
         evaluate(rules, case.event, case.snapshot, case.history)
     done = candidates = 0
     started = time.perf_counter()
+    cpu_started = time.process_time()
     deadline = started + seconds
     while time.perf_counter() < deadline:
         for case in prepared:
             candidates += len(evaluate(rules, case.event, case.snapshot, case.history))
         done += len(prepared)
     elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
     return {
         "rules": len(rules),
         "cases": len(prepared),
         "evaluations": done,
         "seconds": elapsed,
+        "cpu_seconds": cpu,
         "evaluations_per_s": done / elapsed,
+        "cpu_us_per_evaluation": cpu / done * 1e6,
+        "evaluations_per_cpu_s": done / cpu,
         "candidates_per_evaluation": candidates / done,
         "mean_history_events": sum(len(c.history) for c in prepared) / max(len(prepared), 1),
         "mean_members": sum(len(c.snapshot.members) for c in prepared) / max(len(prepared), 1),
     }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--persons", type=int, default=100_000, help="synthetic population")
+    parser.add_argument("--cases", type=int, default=5_000, help="trigger events prepared")
+    parser.add_argument("--seconds", type=float, default=20.0, help="how long to evaluate")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--date",
+        type=date.fromisoformat,
+        default=date(2026, 11, 1),
+        help="the population's date and the workload's 'now' (fixed, so runs compare)",
+    )
+    args = parser.parse_args()
+    now = datetime.combine(args.date, datetime.min.time(), UTC) + timedelta(hours=12)
+    pop = generate(args.persons, args.seed, as_of=args.date)
+    # seed + 30 and prefix "eval" as in benchmarks.run
+    result = run(
+        Generator(pop, args.seed + 30, now, prefix="eval"), cases=args.cases, seconds=args.seconds
+    )
+    for key, value in result.items():
+        print(f"{key}: {round(value, 2) if isinstance(value, float) else value}")
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"load average (1, 5, 15 min) at the end: {load}")
+
+
+if __name__ == "__main__":
+    main()

@@ -13,11 +13,14 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-import cel
-
 from lookout import metrics
 from lookout.household.snapshot import HouseholdSnapshot, Member
-from lookout.rules.model import ALL_FACTS, MemberSpec, Rule, SubjectSpec, UnknownAge
+from lookout.rules.model import (
+    Condition,
+    MemberSpec,
+    Rule,
+    UnknownAge,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +88,6 @@ def _age_matches(
     return (at_least is None or age >= at_least) and (under is None or age < under)
 
 
-def _subject_matches(spec: SubjectSpec, age: int | None) -> bool:
-    return _age_matches(age, spec.age_at_least, spec.age_under, spec.unknown_age)
-
-
 def _flag_holders(member: Member | None, kinds: Sequence[str]) -> set[str]:
     """The local authorities holding any of ``kinds`` for this member (empty: none held)."""
     if member is None:
@@ -142,13 +141,13 @@ def _member_fact(
     return fact
 
 
-def _holds(rule: Rule, program: cel.Program | None, data: dict[str, Any]) -> bool:
+def _holds(rule: Rule, condition: Condition | None, data: dict[str, Any]) -> bool:
     """A CEL condition on an event's data; an expression that fails on this event (a
     missing field, a type mismatch) does not match, and is counted so the author hears."""
-    if program is None:
+    if condition is None:
         return True
     try:
-        return program.execute({"data": data}) is True
+        return condition.program.execute(condition.context(data)) is True
     except Exception:  # CEL raises KeyError/TypeError/RuntimeError/ValueError by case
         metrics.RULE_ERRORS.labels(rule.id).inc()
         return False
@@ -201,7 +200,12 @@ def evaluate(
     ``history`` holds the events of the household's members and those recorded at its
     address (the trigger included) over the longest window any rule looks back; one read
     serves every rule."""
-    return [c for rule in rules for c in _evaluate_rule(rule, event, household, history)]
+    return [
+        c
+        for rule in rules
+        if event.type in rule.trigger_types
+        for c in _evaluate_rule(rule, event, household, history)
+    ]
 
 
 def _event_fact(source: str, event_id: str, type_: str, time: datetime) -> dict[str, Any]:
@@ -224,9 +228,13 @@ def _evaluate_rule(
     rule: Rule, event: TriggerEvent, household: HouseholdSnapshot, history: Sequence[HistoryEvent]
 ) -> list[Candidate]:
     spec = rule.spec
-    if event.type not in spec.trigger.types:
-        return []
-    if not _subject_matches(spec.trigger.subject, event.subject_age):
+    subject_spec = spec.trigger.subject
+    if not _age_matches(
+        event.subject_age,
+        subject_spec.age_at_least,
+        subject_spec.age_under,
+        subject_spec.unknown_age,
+    ):
         return []
     # Local authorities holding a flag a condition asked for: the plan_la recipients.
     plan_las: set[str] = set()
@@ -244,7 +252,7 @@ def _evaluate_rule(
         people.setdefault(n.person_id, Member(n.person_id, n.age, None, school_urn=n.school_urn))
     relations = (
         household.relationships_to(event.subject_person_id)
-        if event.subject_person_id is not None
+        if spec.household and event.subject_person_id is not None
         else {}
     )
     match = _Match(set(plan_las), plan_las, set(), people, [], [])
@@ -318,7 +326,6 @@ def _evaluate_rule(
     candidates = []
     for recipient in dict.fromkeys(spec.recipients):
         for key, children in _recipients(recipient, household, match):
-            view = spec.view(recipient)
             candidates.append(
                 Candidate(
                     rule=rule,
@@ -326,7 +333,7 @@ def _evaluate_rule(
                     recipient_key=key,
                     children=tuple(sorted(children)),
                     explanation=_explain(rule, recipient, event, household, match, children),
-                    summary=" ".join(view.summary.split()) if view.summary else None,
+                    summary=rule.views[recipient].summary,
                 )
             )
     # A rule naming both children_services and plan_la may reach one organisation twice.
@@ -369,8 +376,8 @@ def _explain(
     """The explanation one recipient may see: the rule's ``minimisation`` for its kind
     says which facts it carries; a school sees only its own pupils."""
     spec = rule.spec
-    view = spec.view(kind)
-    carries = set(view.carries)
+    view = rule.views[kind]
+    carries = view.carries
     trigger_event: dict[str, Any] = {}
     if "event_source" in carries:
         trigger_event["source"] = event.source
@@ -409,7 +416,7 @@ def _explain(
         "rule": {"id": rule.id, "version": rule.version, "title": spec.title},
         "recipient": {
             "kind": kind,
-            "carries": [f for f in ALL_FACTS if f in carries],
+            "carries": list(view.listed),
             "children": view.children,
         },
     }
@@ -422,5 +429,5 @@ def _explain(
         }
     explanation["conditions"] = conditions
     explanation["children"] = [_child_fact(c, match.people.get(c)) for c in sorted(children)]
-    explanation["lawful_basis"] = " ".join(spec.lawful_basis.split())
+    explanation["lawful_basis"] = rule.lawful_basis
     return explanation

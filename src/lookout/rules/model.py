@@ -10,6 +10,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -195,18 +196,129 @@ class RuleError(ValueError):
         self.problems = problems or []
 
 
+# The tokens of a CEL expression, enough to tell which fields of ``data`` it reads: string
+# and bytes literals (raw ones take no escapes) and comments, which can hold any text;
+# identifiers; and any other single character. Whitespace is dropped.
+_RAW_STRING = (
+    r"""(?:[bB]?[rR]|[rR][bB])(?:'{3}[\s\S]*?'{3}|"{3}[\s\S]*?"{3}|'[^'\r\n]*'|"[^"\r\n]*")"""
+)
+_STRING = (
+    r"""[bB]?(?:'{3}(?:\\[\s\S]|[^\\])*?'{3}|"{3}(?:\\[\s\S]|[^\\])*?"{3}"""
+    r"""|'(?:\\.|[^'\\\r\n])*'|"(?:\\.|[^"\\\r\n])*")"""
+)
+_CEL_TOKENS = re.compile(
+    rf"(?P<skip>\s+|//[^\r\n]*)|(?P<string>{_RAW_STRING}|{_STRING})"
+    r"|(?P<ident>[A-Za-z_][A-Za-z0-9_]*)|(?P<other>[\s\S])"
+)
+
+
+def data_fields(expression: str) -> tuple[frozenset[str], frozenset[str]] | None:
+    """The top-level fields of ``data`` that ``expression`` reads, and those of them it
+    only tests with ``has(data.f)``; None when it may read ``data`` otherwise (``data[k]``,
+    ``size(data)``, ``data`` passed whole), so it needs all of it.
+
+    Found from the tokens: every use of the identifier ``data`` must be followed by
+    ``.field`` and not by a call (``data.size()``); so a comprehension that names its
+    variable ``data`` gets all of it."""
+    tokens = [
+        (kind, m.group())
+        for m in _CEL_TOKENS.finditer(expression)
+        if (kind := m.lastgroup) not in (None, "skip")
+    ]
+    reads: set[str] = set()
+    valued: set[str] = set()
+    for i, (kind, text) in enumerate(tokens):
+        if kind != "ident" or text != "data":
+            continue
+        after = tokens[i + 1 : i + 4]
+        if len(after) < 2 or after[0] != ("other", ".") or after[1][0] != "ident":
+            return None
+        if after[2:] == [("other", "(")]:  # a call on data (data.size()), not a field
+            return None
+        field_ = after[1][1]
+        reads.add(field_)
+        in_has = (
+            tokens[max(i - 3, 0) : i][-2:] == [("ident", "has"), ("other", "(")]
+            and (i < 3 or tokens[i - 3] != ("other", "."))
+            and after[2:] == [("other", ")")]
+        )
+        if not in_has:
+            valued.add(field_)
+    return frozenset(reads), frozenset(reads - valued)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A compiled CEL condition on an event's ``data``.
+
+    Handing a Python value to CEL converts all of it, and that conversion, not the
+    expression, is most of the cost of an evaluation (tens of microseconds for an event's
+    ``data`` with its person references). So a condition is handed only the fields it
+    reads (``data_fields``), with those it only tests with ``has()`` as null: the result
+    is the same as with the whole of ``data``."""
+
+    source: str
+    program: cel.Program
+    fields: frozenset[str] | None  # the fields of ``data`` it reads; None: all of ``data``
+    presence_only: frozenset[str] = frozenset()  # read only by has(data.f)
+
+    def context(self, data: dict[str, Any]) -> dict[str, Any]:
+        """The variables to execute the program with, for an event's ``data``."""
+        if self.fields is None:
+            return {"data": data}
+        only = self.presence_only
+        return {"data": {f: None if f in only else data[f] for f in self.fields if f in data}}
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """A recipient's view (``RuleSpec.view``) as the evaluator applies it, worked out once
+    per rule: the facts it carries, as a set and in ``ALL_FACTS`` order, and its summary
+    with its whitespace folded."""
+
+    carries: frozenset[str]
+    listed: tuple[Fact, ...]
+    children: Literal["all", "own_pupils"]
+    summary: str | None
+
+
 @dataclass(frozen=True)
 class Rule:
     spec: RuleSpec
     version: str
-    condition: cel.Program | None
+    condition: Condition | None
     path: Path | None = None
-    history_conditions: tuple[cel.Program | None, ...] = ()
+    history_conditions: tuple[Condition | None, ...] = ()
     content: dict[str, Any] = field(default_factory=dict)  # as written; the version hashes it
 
     @property
     def id(self) -> str:
         return self.spec.id
+
+    @cached_property
+    def trigger_types(self) -> frozenset[str]:
+        """The event types that trigger the rule (the evaluator's first test)."""
+        return frozenset(self.spec.trigger.types)
+
+    @cached_property
+    def views(self) -> dict[str, View]:
+        """Each kind of recipient's view (every fact unless the rule says less)."""
+        views: dict[str, View] = {}
+        for kind in self.spec.recipients:
+            view = self.spec.view(kind)
+            carries = frozenset(view.carries)
+            views[kind] = View(
+                carries,
+                tuple(f for f in ALL_FACTS if f in carries),
+                view.children,
+                " ".join(view.summary.split()) if view.summary else None,
+            )
+        return views
+
+    @cached_property
+    def lawful_basis(self) -> str:
+        """The rule's lawful basis with its whitespace folded, as explanations carry it."""
+        return " ".join(self.spec.lawful_basis.split())
 
     @property
     def max_window_days(self) -> int:
@@ -268,13 +380,17 @@ def _check_minimisation(spec: RuleSpec, where: str) -> None:
         )
 
 
-def _compile(expression: str | None, where: str) -> cel.Program | None:
+def _compile(expression: str | None, where: str) -> Condition | None:
     if not expression:
         return None
     try:
-        return cel.compile(expression)
+        program = cel.compile(expression)
     except ValueError as exc:
         raise RuleError(f"{where}: {exc}") from None
+    found = data_fields(expression)
+    if found is None:
+        return Condition(expression, program, None)
+    return Condition(expression, program, *found)
 
 
 def load_rule_file(path: Path) -> Rule:
