@@ -50,7 +50,7 @@ def plain_url(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
-def _json_dumps(value: Any) -> str:
+def json_dumps(value: Any) -> str:
     # Non-string keys become strings, as the standard library's json does.
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
@@ -60,7 +60,7 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     standard library (a few per cent of the worker's CPU): the driver takes and returns
     text, so the serializer returns ``str``."""
     kwargs.setdefault("pool_pre_ping", True)
-    kwargs.setdefault("json_serializer", _json_dumps)
+    kwargs.setdefault("json_serializer", json_dumps)
     kwargs.setdefault("json_deserializer", orjson.loads)
     return create_async_engine(async_url(url), **kwargs)
 

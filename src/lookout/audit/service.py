@@ -6,11 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lookout.audit.actions import Action
-from lookout.audit.models import AuditRecord
+from lookout.db import fetch, json_dumps
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,8 +23,6 @@ class Actor:
     request_id: str | None = None
 
 
-_AUDIT_RECORDS = AuditRecord.metadata.tables["audit_records"]
-
 WORKER = Actor(client_id="lookout-worker", purpose="safeguarding_triggers")
 
 
@@ -38,26 +35,31 @@ class Entry:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+_INSERT = """
+    INSERT INTO audit_records (actor_org_id, actor_client_id, end_user, purpose, request_id,
+        action, object_type, object_id, outcome, details)
+    SELECT $1, $2, $3, $4, $5, action, object_type, object_id, outcome, details::jsonb
+    FROM unnest($6::text[], $7::text[], $8::text[], $9::text[], $10::text[])
+        AS r(action, object_type, object_id, outcome, details)
+"""
+
+
 async def record(session: AsyncSession, actor: Actor, entries: Sequence[Entry]) -> None:
-    """Append ``entries`` for ``actor`` in one multi-row statement (Core, on the table: no
-    ORM bookkeeping per row; the trigger numbers the rows)."""
+    """Append ``entries`` for ``actor`` in one statement (the entries as arrays, in order;
+    the trigger numbers the rows)."""
     if not entries:
         return
-    await session.execute(
-        insert(_AUDIT_RECORDS),
-        [
-            {
-                "actor_org_id": actor.org_id,
-                "actor_client_id": actor.client_id,
-                "end_user": actor.end_user,
-                "purpose": actor.purpose,
-                "request_id": actor.request_id,
-                "action": e.action.value,
-                "object_type": e.object_type,
-                "object_id": e.object_id,
-                "outcome": e.outcome,
-                "details": e.details,
-            }
-            for e in entries
-        ],
+    await fetch(
+        session,
+        _INSERT,
+        actor.org_id,
+        actor.client_id,
+        actor.end_user,
+        actor.purpose,
+        actor.request_id,
+        [e.action.value for e in entries],
+        [e.object_type for e in entries],
+        [e.object_id for e in entries],
+        [e.outcome for e in entries],
+        [json_dumps(e.details) for e in entries],
     )

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lookout.db import fetch
+from lookout.db import fetch, json_dumps
 from lookout.ingest.models import ConsumerOffset, Event, Rejection
 from lookout.orgs.models import OrgKind
 
@@ -69,23 +69,50 @@ async def retractions_of(
     return {(r[0], r[1]): r[2] for r in rows}
 
 
-async def insert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> list[int]:
-    """Insert ``rows`` (distinct (source, event_id) pairs); their ids, in ``rows``' order.
+_INSERT_EVENTS = """
+    INSERT INTO events (source, event_id, type, event_time, subject_ref, content_hash,
+        subject_person_id, household_id, data, facts, retracted_by, kafka_partition,
+        kafka_offset)
+    SELECT source, event_id, type, event_time, subject_ref, content_hash, subject_person_id,
+        household_id, data::jsonb, facts::jsonb, retracted_by, kafka_partition, kafka_offset
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[],
+        $6::bytea[], $7::bigint[], $8::bigint[], $9::text[], $10::text[], $11::bigint[],
+        $12::int[], $13::bigint[])
+        AS r(source, event_id, type, event_time, subject_ref, content_hash, subject_person_id,
+            household_id, data, facts, retracted_by, kafka_partition, kafka_offset)
+    RETURNING id, source, event_id
+"""
+_EVENT_COLUMNS = (
+    "source",
+    "event_id",
+    "type",
+    "event_time",
+    "subject_ref",
+    "content_hash",
+    "subject_person_id",
+    "household_id",
+    "data",
+    "facts",
+    "retracted_by",
+    "kafka_partition",
+    "kafka_offset",
+)
+_JSON_COLUMNS = frozenset({"data", "facts"})
 
-    Multi-row INSERTs (SQLAlchemy's "insertmanyvalues", about 1,000 rows a statement), as
-    a Core statement on the table: the ORM's bulk insert spent its time collecting each
-    row into insert commands (and grouped rows by which of their values are None unless
-    told ``render_nulls``); every row here has the same keys. Not ``returning(...,
-    sort_by_parameter_order=True)``: with a sequence-generated key and no sentinel column
-    SQLAlchemy runs that one row per statement. The ids are matched to the rows by their
-    unique (source, event_id) instead."""
+
+async def insert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert ``rows`` (distinct (source, event_id) pairs) in one statement, the columns as
+    arrays; their ids, in ``rows``' order (matched by the unique (source, event_id): the
+    order of ``RETURNING`` is not promised)."""
     if not rows:
         return []
-    events = Event.metadata.tables["events"]
-    result = await session.execute(
-        insert(events).returning(events.c.id, events.c.source, events.c.event_id), list(rows)
-    )
-    ids = {(r.source, r.event_id): r.id for r in result}
+    columns = [
+        [None if r[c] is None else json_dumps(r[c]) for r in rows]
+        if c in _JSON_COLUMNS
+        else [r[c] for r in rows]
+        for c in _EVENT_COLUMNS
+    ]
+    ids = {(r[1], r[2]): r[0] for r in await fetch(session, _INSERT_EVENTS, *columns)}
     return [ids[(row["source"], row["event_id"])] for row in rows]
 
 
