@@ -101,12 +101,14 @@ async def fetch(session: AsyncSession, sql: str, *args: Any) -> list[asyncpg.Rec
     """Run one statement (``$1``-style parameters) on the asyncpg connection of the
     session's transaction and return its rows, past SQLAlchemy's execution layer.
 
-    For the worker's per-batch reads: through the session, a statement costs about 1 ms of
-    CPU before PostgreSQL sees it, and each row several microseconds more; directly, about
-    a tenth of that (``benchmarks/batch_profile.py``). JSON values decode with the engine's
-    codec (set on every connection by the dialect). The statement runs in the session's
-    transaction (the dialect begins it lazily, at the first statement it runs itself);
-    unlike ``session.execute`` it does not flush pending ORM objects first."""
+    For the statements every worker batch runs (and the audit insert of every request):
+    through the session, a statement costs about 1 ms of CPU before PostgreSQL sees it, and
+    each row several microseconds more; directly, about a tenth of that (BENCHMARKS.md,
+    "Third round"). JSON values decode with the engine's codec (set on every connection by
+    the dialect); JSON parameters are passed as text (``json_dumps``) and cast in the SQL.
+    The statement runs in the session's transaction (the dialect begins it lazily, at the
+    first statement it runs itself); unlike ``session.execute`` it does not flush pending
+    ORM objects first. Errors are asyncpg's own, not SQLAlchemy's wrappers."""
     connection = await session.connection()
     driver: asyncpg.Connection = (await connection.get_raw_connection()).driver_connection  # type: ignore[assignment]
     if not driver.is_in_transaction():
