@@ -3,7 +3,7 @@
 They are ``async def`` although none of them awaits: FastAPI runs a plain ``def``
 dependency in its thread pool, a thread hand-off per dependency per request (about as
 costly as the work itself), where an ``async def`` one runs inline on the event loop.
-Nothing here blocks (the token check is an HMAC, see ``lookout.orgs.security``)."""
+Nothing here blocks (the token check is an HMAC, once per token: ``lookout.api.tokens``)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from lookout.api.tokens import VerifiedTokens
 from lookout.audit.service import Actor
 from lookout.errors import LookoutError, NotAuthenticated
-from lookout.orgs.security import Principal, read_token
+from lookout.orgs.security import Principal
 from lookout.settings import Settings
 
 
@@ -55,12 +56,12 @@ async def current_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    settings: Settings = request.app.state.settings
     if credentials is None:
         raise NotAuthenticated(
             "send an access token: Authorization: Bearer <token> (POST /v1/token)"
         )
-    principal = read_token(credentials.credentials, settings.token_secret.get_secret_value())
+    tokens: VerifiedTokens = request.app.state.tokens
+    principal = tokens.read(credentials.credentials)
     if principal is None:
         raise NotAuthenticated(
             "the access token is invalid or has expired: get a new one from POST /v1/token"
