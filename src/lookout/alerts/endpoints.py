@@ -28,7 +28,14 @@ from lookout.alerts.schemas import (
     UndeliverableOut,
     UndeliverablePage,
 )
-from lookout.api.deps import ActorDep, PrincipalDep, SessionDep, SettingsDep, request_id
+from lookout.api.deps import (
+    ActorDep,
+    PrincipalDep,
+    SessionDep,
+    SettingsDep,
+    commit_each_statement,
+    request_id,
+)
 from lookout.api.permissions import Permission, require
 from lookout.audit.actions import Action
 from lookout.audit.service import Actor, Entry, record
@@ -105,6 +112,7 @@ async def list_alerts(
     )
     limit = min(limit, settings.page_size_max)
     next_cursor = None
+    await commit_each_statement(session)  # the page's read, then its audit record
     if after_sequence is not None:
         page = await repository.after_sequence(
             session, actor.org_id, after_sequence, limit=limit, filters=filters

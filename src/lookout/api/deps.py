@@ -44,6 +44,17 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             await session.commit()
 
 
+async def commit_each_statement(session: AsyncSession) -> None:
+    """For a request whose one write is its last statement (a list and its audit record):
+    PostgreSQL commits each statement as it runs (autocommit), with no BEGIN and COMMIT
+    round trips. A page of ``GET /v1/alerts`` went from four round trips to two (BEGIN and
+    COMMIT were about an eighth of its CPU). The audit record is still durable before the
+    response: asyncpg returns from the insert only once the server has committed it, and
+    if it fails the request fails. Call it before the session's first statement; the
+    pool gives the connection back to the next request in the usual mode."""
+    await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+
+
 def request_id(request: Request) -> str:
     rid: str = getattr(request.state, "request_id", "") or uuid.uuid4().hex
     return rid
