@@ -3,6 +3,7 @@ a token that does not verify is never remembered."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import jwt
@@ -33,9 +34,9 @@ def test_a_remembered_token_is_refused_from_its_expiry(monkeypatch: pytest.Monke
     token = issue_token(CALLER, KEY, timedelta(minutes=5))
     assert cache.read(token) == CALLER
     exp = jwt.decode(token, options={"verify_signature": False})["exp"]
-    monkeypatch.setattr(tokens_module.time, "time", lambda: exp - 0.001)
+    monkeypatch.setattr(time, "time", lambda: exp - 0.001)
     assert cache.read(token) == CALLER
-    monkeypatch.setattr(tokens_module.time, "time", lambda: float(exp))  # PyJWT: exp <= now
+    monkeypatch.setattr(time, "time", lambda: float(exp))  # PyJWT: exp <= now
     assert cache.read(token) is None
     assert len(cache) == 0
 

@@ -39,12 +39,12 @@ class VerifiedTokens:
                 return principal
             del self._tokens[token]
             return None
-        principal = read_token(token, self._key)
-        if principal is None:
+        verified = read_token(token, self._key)
+        if verified is None:
             return None
         # Verified just now (signature and claims, ``exp`` required): read its expiry.
         claims = jwt.decode(token, options={"verify_signature": False})
-        self._tokens[token] = (principal, int(claims["exp"]))
+        self._tokens[token] = (verified, int(claims["exp"]))
         if len(self._tokens) > self._max:
             self._tokens.popitem(last=False)
-        return principal
+        return verified
