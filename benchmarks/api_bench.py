@@ -34,6 +34,9 @@ from lookout.population import Population
 from lookout.rules.model import load_rules
 from lookout.settings import PROJECT_ROOT
 
+# The teams alerts are assigned to (in every organisation): the team-queue load reads them.
+TEAMS = tuple(f"team-{n}" for n in range(20))
+
 
 def _explanation(rule_id: str, version: str, household: int, la: str, kids: list[int]) -> str:
     return orjson.dumps(
@@ -71,6 +74,7 @@ def _explanation(rule_id: str, version: str, household: int, la: str, kids: list
 async def seed_alerts(url: str, pop: Population, count: int, seed: int = 1) -> dict[str, int]:
     """``count`` alerts over the population's households; returns alerts per organisation."""
     rng = random.Random(seed)  # noqa: S311 - synthetic data
+    work = random.Random(seed + 1)  # noqa: S311 - assignments, apart from the rest
     rules = load_rules(PROJECT_ROOT / "rules")
     now = datetime.now(UTC)
     conn = await asyncpg.connect(url)
@@ -106,6 +110,10 @@ async def seed_alerts(url: str, pop: Population, count: int, seed: int = 1) -> d
             seen.add((rule.id, h))
             kids = [m + 1 for m in household.members[-2:]]
             created = now - timedelta(seconds=rng.uniform(0, 90 * 86_400))
+            status = "new" if rng.random() < 0.6 else "acknowledged"
+            # Half of the acknowledged alerts are in a team's queue (TEAMS, about 1% of
+            # an organisation's alerts each), as a children's services front door assigns.
+            team = work.choice(TEAMS) if status == "acknowledged" and work.random() < 0.5 else None
             rows.append(
                 (
                     uuid.uuid4(),
@@ -115,7 +123,7 @@ async def seed_alerts(url: str, pop: Population, count: int, seed: int = 1) -> d
                     h + 1,
                     f"children_services:{household.la_code}",
                     f"cs-{household.la_code.lower()}",
-                    "new" if rng.random() < 0.6 else "acknowledged",
+                    status,
                     " ".join(rule.spec.summary.split()),
                     orjson.dumps(kids).decode(),
                     _explanation(rule.id, rule.version, h + 1, household.la_code, kids),
@@ -124,6 +132,9 @@ async def seed_alerts(url: str, pop: Population, count: int, seed: int = 1) -> d
                     created,
                     created,
                     created + timedelta(days=90),
+                    None if team is None else "team",
+                    team,
+                    None if status == "new" else created + timedelta(hours=1),
                 )
             )
         rows.sort(key=lambda r: r[13])
@@ -152,6 +163,9 @@ async def seed_alerts(url: str, pop: Population, count: int, seed: int = 1) -> d
                 "created_at",
                 "updated_at",
                 "review_by",
+                "assignee_kind",
+                "assignee",
+                "acknowledged_at",
                 "sequence",
             ],
         )
@@ -202,8 +216,11 @@ async def run(
     seconds: float,
     profile: Path | None = None,
     api_settings: dict[str, Any] | None = None,
+    team_seconds: float = 0.0,
 ) -> dict[str, Any]:
-    """Start the API, get a token per organisation, run the load client process."""
+    """Start the API, get a token per organisation, run the load client process: the
+    unfiltered list for ``seconds`` (the API's CPU is sampled over this phase only), then,
+    if ``team_seconds``, team queues (``?team=``) for that long."""
     api, base = await start_api(
         servers, url, token_secret="bench-" + uuid.uuid4().hex, **(api_settings or {})
     )
@@ -213,6 +230,9 @@ async def run(
         argv = ["-m", "benchmarks.api_load", "--url", base]
         argv += [x for t in tokens for x in ("--token", t)]
         argv += ["--concurrency", str(concurrency), "--seconds", str(seconds)]
+        if team_seconds > 0:
+            argv += [x for t in TEAMS for x in ("--team", t)]
+            argv += ["--team-seconds", str(team_seconds)]
         load = await asyncio.create_subprocess_exec(
             sys.executable, *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
         )
@@ -231,8 +251,14 @@ async def run(
                 "--format", "raw", "--output", str(profile), "--nonblocking",
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
             )  # fmt: skip
-        out, err = await asyncio.wait_for(load.communicate(), seconds + 120)
-        cpu_after = _tree_cpu_s(api.pid)
+        cpu_after: float | None = None
+        if team_seconds > 0:
+            phase = (await asyncio.wait_for(load.stdout.readline(), seconds + 120)).decode()
+            if phase.strip() == "team queues":
+                cpu_after = _tree_cpu_s(api.pid)
+        out, err = await asyncio.wait_for(load.communicate(), seconds + team_seconds + 120)
+        if cpu_after is None:
+            cpu_after = _tree_cpu_s(api.pid)
         stdout = out.decode()
         if load.returncode != 0:
             raise RuntimeError(f"api_load failed:\n{err.decode()[-3000:]}")

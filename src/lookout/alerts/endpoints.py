@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import TypeAdapter
 
 from lookout.alerts import repository, service
@@ -28,7 +28,14 @@ from lookout.alerts.schemas import (
     UndeliverableOut,
     UndeliverablePage,
 )
-from lookout.api.deps import ActorDep, PrincipalDep, SessionDep, SettingsDep, request_id
+from lookout.api.deps import (
+    ActorDep,
+    PrincipalDep,
+    SessionDep,
+    SettingsDep,
+    commit_each_statement,
+    request_id,
+)
 from lookout.api.permissions import Permission, require
 from lookout.audit.actions import Action
 from lookout.audit.service import Actor, Entry, record
@@ -91,7 +98,7 @@ async def list_alerts(
     ] = None,
     created_since: datetime | None = None,
     created_until: datetime | None = None,
-) -> AlertPage:
+) -> Response:
     assert actor.org_id is not None
     if cursor is not None and after_sequence is not None:
         raise LookoutError("use either cursor (newest first) or after_sequence, not both")
@@ -105,6 +112,7 @@ async def list_alerts(
     )
     limit = min(limit, settings.page_size_max)
     next_cursor = None
+    await commit_each_statement(session)  # the page's read, then its audit record
     if after_sequence is not None:
         page = await repository.after_sequence(
             session, actor.org_id, after_sequence, limit=limit, filters=filters
@@ -129,11 +137,31 @@ async def list_alerts(
             )
         ],
     )
-    return AlertPage(items=_LISTED.validate_python(page), next_cursor=next_cursor)
+    _LISTED.validate_python(page)  # the rows are what AlertPage declares, or this raises
+    return Response(page_json(page, next_cursor), media_type="application/json")
 
 
 # A page's rows validated in one call (pydantic-core walks the list), not one model at a time.
 _LISTED = TypeAdapter(list[AlertOut])
+
+
+def page_json(items: list[dict[str, Any]], next_cursor: str | None) -> bytes:
+    """An ``AlertPage`` of validated rows as JSON: the bytes FastAPI would send for the
+    ``AlertPage`` built from them (pydantic's JSON of UUIDs, ISO 8601 datetimes with ``Z``
+    for UTC, which is how asyncpg returns every ``timestamptz``), written by orjson from
+    the rows themselves instead of 51 models built, checked again and dumped (about
+    0.3 ms of CPU per page). The rows are the repository's, keyed in ``AlertOut``'s field
+    order (``LISTED_COLUMNS``). A test holds the two to the same bytes."""
+    return orjson.dumps(
+        {"items": items, "next_cursor": next_cursor}, default=_uuid, option=orjson.OPT_UTC_Z
+    )
+
+
+def _uuid(value: object) -> str:
+    # asyncpg's UUID is a subclass of uuid.UUID, which orjson leaves to ``default``.
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} in a page of alerts")
 
 
 def _out(alert: Alert) -> AlertOut:

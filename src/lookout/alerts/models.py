@@ -49,6 +49,29 @@ class Alert(Base):
             postgresql_where=text("status <> 'closed'"),
         ),
         Index("ix_alerts_recipient_created", "recipient_org_id", "created_at", "id"),
+        # The list's selective filters (GET /v1/alerts ?status= ?severity= ?rule= ?team=):
+        # a page of a value few alerts have reads only those (migration 0007).
+        Index(
+            "ix_alerts_recipient_status_created", "recipient_org_id", "status", "created_at", "id"
+        ),
+        Index(
+            "ix_alerts_recipient_severity_created",
+            "recipient_org_id",
+            "severity",
+            "created_at",
+            "id",
+        ),
+        Index(
+            "ix_alerts_recipient_rule_created", "recipient_org_id", "rule_id", "created_at", "id"
+        ),
+        Index(
+            "ix_alerts_recipient_team_created",
+            "recipient_org_id",
+            "assignee",
+            "created_at",
+            "id",
+            postgresql_where=text("assignee_kind = 'team'"),
+        ),
         # The gapless per-organisation sequence (NULL only for undeliverable alerts).
         Index("uq_alerts_recipient_sequence", "recipient_org_id", "sequence", unique=True),
         Index(

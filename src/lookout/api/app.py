@@ -26,6 +26,7 @@ from lookout import kafka, metrics
 from lookout.alerts.endpoints import operator_router
 from lookout.alerts.endpoints import router as alerts_router
 from lookout.api.health import router as health_router
+from lookout.api.tokens import VerifiedTokens
 from lookout.audit.endpoints import router as audit_router
 from lookout.db import create_engine, session_factory
 from lookout.delivery.endpoints import router as subscriptions_router
@@ -154,6 +155,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.tokens = VerifiedTokens(settings.token_secret.get_secret_value())
 
     app.add_middleware(Observe)
 
