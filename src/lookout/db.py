@@ -107,10 +107,13 @@ async def fetch(session: AsyncSession, sql: str, *args: Any) -> list[asyncpg.Rec
     "Third round"). JSON values decode with the engine's codec (set on every connection by
     the dialect); JSON parameters are passed as text (``json_dumps``) and cast in the SQL.
     The statement runs in the session's transaction (the dialect begins it lazily, at the
-    first statement it runs itself); unlike ``session.execute`` it does not flush pending
-    ORM objects first. Errors are asyncpg's own, not SQLAlchemy's wrappers."""
+    first statement it runs itself), or on its own in autocommit mode
+    (``api.deps.commit_each_statement``). Unlike ``session.execute`` it does not flush
+    pending ORM objects first. Errors are asyncpg's own, not SQLAlchemy's wrappers."""
     connection = await session.connection()
-    driver: asyncpg.Connection = (await connection.get_raw_connection()).driver_connection  # type: ignore[assignment]
-    if not driver.is_in_transaction():
+    raw = await connection.get_raw_connection()
+    driver: asyncpg.Connection = raw.driver_connection  # type: ignore[assignment]
+    autocommit = raw.dbapi_connection is not None and raw.dbapi_connection.autocommit
+    if not driver.is_in_transaction() and not autocommit:
         await connection.exec_driver_sql("SELECT 1")
     return await driver.fetch(sql, *args)
