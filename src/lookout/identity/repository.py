@@ -234,6 +234,61 @@ async def candidates(session: AsyncSession, demo: Demographics, limit: int) -> l
     ]
 
 
+# The blocks of ``candidates`` for many references in one statement (a NULL key matches
+# nothing, as a block left out does), each reference's candidates numbered by its position,
+# leaving out the persons that hold an identifier of one of the reference's schemes.
+_CANDIDATES_OF = """
+    SELECT q.idx, p.id, p.norm_given_name, p.norm_family_name, p.birth_date, p.norm_postcode
+    FROM unnest($1::date[], $2::text[], $3::int[], $4::text[], $5::text[]) WITH ORDINALITY
+        AS q(birth_date, family_soundex, birth_year, postcode_district, schemes, idx)
+    CROSS JOIN LATERAL (
+        SELECT b.id FROM (
+            SELECT id FROM persons WHERE merged_into IS NULL AND birth_date = q.birth_date
+            UNION
+            SELECT id FROM persons WHERE merged_into IS NULL
+                AND family_soundex = q.family_soundex AND birth_year = q.birth_year
+            UNION
+            SELECT id FROM persons WHERE merged_into IS NULL
+                AND postcode_district = q.postcode_district AND family_soundex = q.family_soundex
+        ) AS b
+        WHERE NOT EXISTS (
+            SELECT 1 FROM person_identifiers i
+            WHERE i.person_id = b.id AND i.scheme = ANY(string_to_array(q.schemes, ','))
+        )
+        ORDER BY b.id LIMIT $6
+    ) AS ids
+    JOIN persons p ON p.id = ids.id
+"""
+
+
+async def candidates_of(
+    session: AsyncSession,
+    demos: Sequence[Demographics],
+    without: Sequence[Iterable[str]],
+    limit: int,
+) -> list[list[Candidate]]:
+    """:func:`candidates` of each of ``demos``, leaving out the persons holding an
+    identifier of one of the schemes in ``without`` (one list per demographics), in one
+    round trip."""
+    found: list[list[Candidate]] = [[] for _ in demos]
+    if not demos:
+        return found
+    keys = [d.blocking_keys() for d in demos]
+    rows = await fetch(
+        session,
+        _CANDIDATES_OF,
+        [d.birth_date for d in demos],
+        [k["family_soundex"] for k in keys],
+        [k["birth_year"] for k in keys],
+        [k["postcode_district"] for k in keys],
+        [",".join(sorted(schemes)) for schemes in without],
+        limit,
+    )
+    for idx, person_id, given, family, birth, postcode in rows:
+        found[idx - 1].append(Candidate(person_id, Demographics(given, family, birth, postcode)))
+    return found
+
+
 # Merges ----------------------------------------------------------------------------
 
 

@@ -332,21 +332,19 @@ class _Match:
 
 
 async def _best_match(
-    session: AsyncSession,
-    demo: Demographics,
-    thresholds: MatchThresholds,
-    without: frozenset[str] = frozenset(),
+    session: AsyncSession, demo: Demographics, thresholds: MatchThresholds
 ) -> _Match | None:
-    """The best-scoring candidate sharing a blocking key with ``demo``, leaving out those
-    that hold an identifier in any of the namespaces ``without``."""
+    """The best-scoring candidate sharing a blocking key with ``demo``."""
     if demo.empty:
         return None
-    candidates = await repository.candidates(session, demo, thresholds.max_candidates)
-    if without:
-        held = await repository.identifiers_of(session, {c.person_id for c in candidates})
-        candidates = [
-            c for c in candidates if not without & {namespace(k) for k in held[c.person_id]}
-        ]
+    return _best_of(
+        demo, await repository.candidates(session, demo, thresholds.max_candidates), thresholds
+    )
+
+
+def _best_of(
+    demo: Demographics, candidates: Sequence[repository.Candidate], thresholds: MatchThresholds
+) -> _Match | None:
     best: tuple[float, int, dict[str, object]] | None = None
     for candidate in candidates:
         scored = score(demo, candidate.demographics)
@@ -354,10 +352,9 @@ async def _best_match(
             best = (scored.total, candidate.person_id, scored.evidence())
     if best is None:
         return None
-    outcome = band(
-        best[0], auto_link_at=thresholds.auto_link_at, possible_at=thresholds.possible_at
-    )
-    return _Match(best[1], best[0], outcome, best[2])
+    total, person_id, evidence = best
+    outcome = band(total, auto_link_at=thresholds.auto_link_at, possible_at=thresholds.possible_at)
+    return _Match(person_id, total, outcome, evidence)
 
 
 async def _record_possible_match(
@@ -437,18 +434,30 @@ async def _match_new_identifiers(
     as a demographics-only reference is, so that a person first seen on demographics and
     later with a new NHS number (or the other way round) is one person whichever came
     first. Candidates holding any identifier of the reference's schemes are left out (a
-    different NHS number is a different person). Returns the best match of each such
-    reference's identifiers, when one is at least a possible match."""
-    found: dict[tuple[repository.Key, ...], _Match] = {}
+    different NHS number is a different person; a local id of another issuer too, to be
+    safe). Returns the best match of each such reference's identifiers, when one is at
+    least a possible match. One statement for all the references."""
+    wanted: dict[tuple[repository.Key, ...], Demographics] = {}
     for ref in refs:
         keys = ref.identifier_keys()
-        if not keys or keys in found or any(k in known for k in keys):
-            continue
-        without = frozenset(namespace(k) for k in keys)
-        match = await _best_match(session, ref.demographics(), thresholds, without)
+        if keys and keys not in wanted and not any(k in known for k in keys):
+            demo = ref.demographics()
+            if not demo.empty:
+                wanted[keys] = demo
+    if not wanted:
+        return {}
+    found = await repository.candidates_of(
+        session,
+        list(wanted.values()),
+        [{k[0] for k in keys} for keys in wanted],
+        thresholds.max_candidates,
+    )
+    matches: dict[tuple[repository.Key, ...], _Match] = {}
+    for (keys, demo), candidates in zip(wanted.items(), found, strict=True):
+        match = _best_of(demo, candidates, thresholds)
         if match is not None and match.band is not Band.new_person:
-            found[keys] = match
-    return found
+            matches[keys] = match
+    return matches
 
 
 # Review and undo ----------------------------------------------------------------------
