@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
+import asyncpg
 import orjson
 from sqlalchemy import delete, insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -210,6 +211,14 @@ async def households_ever(session: AsyncSession, person_ids: Iterable[int]) -> s
     return {r[0] for r in rows}
 
 
+def _grouped(rows: Iterable[asyncpg.Record]) -> dict[int, set[int]]:
+    """(key, value) rows as each key's set of values."""
+    found: dict[int, set[int]] = {}
+    for key, value in rows:
+        found.setdefault(key, set()).add(value)
+    return found
+
+
 async def households_ever_of(
     session: AsyncSession, person_ids: Iterable[int]
 ) -> dict[int, set[int]]:
@@ -222,10 +231,7 @@ async def households_ever_of(
         "SELECT DISTINCT household_id, person_id FROM residences WHERE person_id = ANY($1)",
         ids,
     )
-    found: dict[int, set[int]] = {}
-    for household_id, person_id in rows:
-        found.setdefault(household_id, set()).add(person_id)
-    return found
+    return _grouped(rows)
 
 
 async def add_relationships(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
@@ -370,10 +376,7 @@ async def homes_ever(session: AsyncSession, household_ids: Iterable[int]) -> dic
         "SELECT DISTINCT person_id, household_id FROM residences WHERE household_id = ANY($1)",
         ids,
     )
-    found: dict[int, set[int]] = {}
-    for person_id, household_id in rows:
-        found.setdefault(person_id, set()).add(household_id)
-    return found
+    return _grouped(rows)
 
 
 async def members_ever(session: AsyncSession, household_ids: Iterable[int]) -> set[int]:
