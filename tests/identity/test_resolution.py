@@ -187,6 +187,7 @@ def sarah(**overrides: Any) -> dict[str, Any]:
     }
 
 
+@pytest.mark.parametrize("nhs_first", [True, False], ids=["nhs number first", "nhs number later"])
 @pytest.mark.parametrize(
     ("demographics", "outcome"),
     [
@@ -197,14 +198,27 @@ def sarah(**overrides: Any) -> dict[str, Any]:
     ],
 )
 async def test_demographic_bands(
-    sessions: async_sessionmaker[AsyncSession], demographics: dict[str, Any], outcome: str
+    sessions: async_sessionmaker[AsyncSession],
+    demographics: dict[str, Any],
+    outcome: str,
+    nhs_first: bool,
 ) -> None:
+    """The same bands whichever reference comes first: the one with an NHS number new to
+    Lookout, or the demographics-only one (a link then gives the NHS number to the person
+    already known)."""
     await register_orgs(sessions)
-    known = moved_in({"nhs_number": nhs_number(), **sarah()}, SINCE)
-    later = ed_attendance(demographics)
+    number = nhs_number()
+    if nhs_first:
+        known = moved_in({"nhs_number": number, **sarah()}, SINCE)
+        later = ed_attendance(demographics)
+    else:
+        known = moved_in(sarah(), SINCE)
+        later = ed_attendance({"nhs_number": number, **demographics})
     await Feeder(sessions).feed_each([known, later])
     first, second = await subject_of(sessions, known["id"]), await subject_of(sessions, later["id"])
     matches = [m for (m,) in await rows(sessions, select(PossibleMatch))]
+    owners = dict(await rows(sessions, select(PersonIdentifier.value, PersonIdentifier.person_id)))
+    assert owners[number] == (first if nhs_first else second)
     if outcome == "same":
         assert first == second
         assert matches == []
@@ -221,45 +235,6 @@ async def test_demographic_bands(
     text = await audit_text(sessions)
     assert "Turner" not in text
     assert "1994" not in text
-
-
-@pytest.mark.parametrize(
-    ("demographics", "outcome"),
-    [
-        (sarah(given_name="SARAH", postcode="e81dy"), "same"),
-        (sarah(given_name="Emma"), "possible"),
-        (sarah(birth_date="1971-03-12", postcode="N1 9GU"), "new"),
-    ],
-)
-async def test_new_strong_identifiers_are_matched_on_demographics_too(
-    sessions: async_sessionmaker[AsyncSession], demographics: dict[str, Any], outcome: str
-) -> None:
-    """The other order of ``test_demographic_bands``: the person is first known by
-    demographics only, and the hospital's NHS number, new to Lookout, comes later. The
-    bands are the same, and a link gives the NHS number to the person already known."""
-    await register_orgs(sessions)
-    known = moved_in(sarah(), SINCE)
-    number = nhs_number()
-    later = ed_attendance({"nhs_number": number, **demographics})
-    await Feeder(sessions).feed_each([known, later])
-    first, second = await subject_of(sessions, known["id"]), await subject_of(sessions, later["id"])
-    matches = [m for (m,) in await rows(sessions, select(PossibleMatch))]
-    owners = dict(await rows(sessions, select(PersonIdentifier.value, PersonIdentifier.person_id)))
-    assert owners[number] == second
-    if outcome == "same":
-        assert first == second
-        assert matches == []
-        assert "worker:person:linked_by_demographics" in await audit_text(sessions)
-    elif outcome == "possible":
-        assert first != second
-        [match] = matches
-        assert (match.person_id, match.other_person_id) == (first, second)
-        assert match.kind == "demographic"
-    else:
-        assert first != second
-        assert matches == []
-    text = await audit_text(sessions)
-    assert "Turner" not in text
     assert number not in text
 
 
