@@ -38,6 +38,7 @@ import orjson
 from lookout.db import create_engine, session_factory
 from lookout.household import repository as household_repository
 from lookout.household import service as household
+from lookout.identity.identifiers import nhs_number_check_digit
 from lookout.identity.service import PersonRef, resolve
 from lookout.migrations import upgrade
 from lookout.population import Population, SynthPerson, bulk_load, generate
@@ -166,11 +167,22 @@ async def snapshot_latency(
     return out
 
 
+def _unused_nhs_numbers() -> Iterator[str]:
+    """Valid NHS numbers the population generator never issues (its bodies stay below
+    500,000,000; these count up from 900,000,000)."""
+    body = 900_000_000
+    while True:
+        body += 1
+        check = nhs_number_check_digit(f"{body:09d}")
+        if check is not None:
+            yield f"{body:09d}{check}"
+
+
 async def strong_links(
     sessions: Any, pop: Population, seed: int, batches: int = 20, size: int = 1000
 ) -> dict[str, Any]:
     rng = random.Random(seed + 1)  # noqa: S311 - benchmark sampling
-    serial = 900_000_000
+    new_nhs = _unused_nhs_numbers()
     total, elapsed = 0, 0.0
     for _ in range(batches):
         refs = []
@@ -186,9 +198,12 @@ async def strong_links(
                 if p.upn and rng.random() < 0.5:
                     ref["upn"] = p.upn
             else:
-                serial += 1
+                # A person new to Lookout, with an NHS number new to it. All share one name
+                # and date of birth: the worst case for the demographic blocks that a
+                # reference with new identifiers is also matched in (each newcomer's
+                # blocks hold every earlier one, all holding an NHS number).
                 ref = {
-                    "police_person_id": f"N{serial}",
+                    "nhs_number": next(new_nhs),
                     "family_name": "Newcomer",
                     "birth_date": "1990-01-01",
                 }

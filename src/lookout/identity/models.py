@@ -6,13 +6,30 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, Date, Float, ForeignKey, Index, SmallInteger, String, func, text
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    Float,
+    ForeignKey,
+    Index,
+    SmallInteger,
+    String,
+    false,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from lookout.db import Base
 
 _LIVE = text("merged_into IS NULL")
+_LIVE_WITHOUT_NHS = text("merged_into IS NULL AND NOT has_nhs_number")
+_BLOCKS = {
+    "birth_date": ("birth_date",),
+    "soundex_year": ("family_soundex", "birth_year"),
+    "district_soundex": ("postcode_district", "family_soundex"),
+}
 
 
 class Person(Base):
@@ -21,17 +38,10 @@ class Person(Base):
     for candidate search. A merged person keeps its row with ``merged_into`` set."""
 
     __tablename__ = "persons"
-    __table_args__ = (
-        Index("ix_persons_block_birth_date", "birth_date", postgresql_where=_LIVE),
-        Index(
-            "ix_persons_block_soundex_year", "family_soundex", "birth_year", postgresql_where=_LIVE
-        ),
-        Index(
-            "ix_persons_block_district_soundex",
-            "postcode_district",
-            "family_soundex",
-            postgresql_where=_LIVE,
-        ),
+    __table_args__ = tuple(
+        Index(f"ix_persons_block_{name}{suffix}", *columns, postgresql_where=where)
+        for name, columns in _BLOCKS.items()
+        for suffix, where in (("", _LIVE), ("_without_nhs", _LIVE_WITHOUT_NHS))
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -48,6 +58,8 @@ class Person(Base):
     birth_year: Mapped[int | None] = mapped_column(SmallInteger)
     postcode_district: Mapped[str | None] = mapped_column(String(4))
     given_initial: Mapped[str | None] = mapped_column(String(1))
+    # Kept by a trigger on person_identifiers (migration 0008), never written here.
+    has_nhs_number: Mapped[bool] = mapped_column(server_default=false())
 
 
 class PersonIdentifier(Base):

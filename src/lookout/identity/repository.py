@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -236,26 +236,42 @@ async def candidates(session: AsyncSession, demo: Demographics, limit: int) -> l
 
 # The blocks of ``candidates`` for many references in one statement (a NULL key matches
 # nothing, as a block left out does), each reference's candidates numbered by its position,
-# leaving out the persons that hold an identifier of one of the reference's schemes.
+# leaving out the persons that hold an identifier of one of the reference's schemes. A
+# reference with a new NHS number reads the blocks of the persons without one (partial
+# indexes, migration 0008): nearly everyone holds one, so its whole blocks would be read
+# only to be left out. The flag narrows the read; the probe of identifiers decides.
 _CANDIDATES_OF = """
     SELECT q.idx, p.id, p.norm_given_name, p.norm_family_name, p.birth_date, p.norm_postcode
-    FROM unnest($1::date[], $2::text[], $3::int[], $4::text[], $5::text[]) WITH ORDINALITY
-        AS q(birth_date, family_soundex, birth_year, postcode_district, schemes, idx)
+    FROM unnest($1::date[], $2::text[], $3::int[], $4::text[], $5::text[], $6::bool[])
+        WITH ORDINALITY
+        AS q(birth_date, family_soundex, birth_year, postcode_district, schemes, new_nhs, idx)
     CROSS JOIN LATERAL (
         SELECT b.id FROM (
-            SELECT id FROM persons WHERE merged_into IS NULL AND birth_date = q.birth_date
+            SELECT id FROM persons WHERE merged_into IS NULL AND q.new_nhs
+                AND NOT has_nhs_number AND birth_date = q.birth_date
             UNION
-            SELECT id FROM persons WHERE merged_into IS NULL
+            SELECT id FROM persons WHERE merged_into IS NULL AND q.new_nhs
+                AND NOT has_nhs_number
                 AND family_soundex = q.family_soundex AND birth_year = q.birth_year
             UNION
-            SELECT id FROM persons WHERE merged_into IS NULL
+            SELECT id FROM persons WHERE merged_into IS NULL AND q.new_nhs
+                AND NOT has_nhs_number
+                AND postcode_district = q.postcode_district AND family_soundex = q.family_soundex
+            UNION
+            SELECT id FROM persons WHERE merged_into IS NULL AND NOT q.new_nhs
+                AND birth_date = q.birth_date
+            UNION
+            SELECT id FROM persons WHERE merged_into IS NULL AND NOT q.new_nhs
+                AND family_soundex = q.family_soundex AND birth_year = q.birth_year
+            UNION
+            SELECT id FROM persons WHERE merged_into IS NULL AND NOT q.new_nhs
                 AND postcode_district = q.postcode_district AND family_soundex = q.family_soundex
         ) AS b
         WHERE NOT EXISTS (
             SELECT 1 FROM person_identifiers i
             WHERE i.person_id = b.id AND i.scheme = ANY(string_to_array(q.schemes, ','))
         )
-        ORDER BY b.id LIMIT $6
+        ORDER BY b.id LIMIT $7
     ) AS ids
     JOIN persons p ON p.id = ids.id
 """
@@ -264,7 +280,7 @@ _CANDIDATES_OF = """
 async def candidates_of(
     session: AsyncSession,
     demos: Sequence[Demographics],
-    without: Sequence[Iterable[str]],
+    without: Sequence[Collection[str]],
     limit: int,
 ) -> list[list[Candidate]]:
     """:func:`candidates` of each of ``demos``, leaving out the persons holding an
@@ -282,6 +298,7 @@ async def candidates_of(
         [k["birth_year"] for k in keys],
         [k["postcode_district"] for k in keys],
         [",".join(sorted(schemes)) for schemes in without],
+        ["nhs_number" in schemes for schemes in without],
         limit,
     )
     for idx, person_id, given, family, birth, postcode in rows:
