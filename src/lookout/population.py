@@ -740,7 +740,9 @@ async def bulk_load(conn: asyncpg.Connection, pop: Population) -> dict[str, int]
     """Write the population's graph into an empty, migrated database with COPY: persons
     (with normalised demographics and blocking keys), identifiers, households, residences,
     relationships (each with a stored relationship event, data purged), enrolments and
-    flags. Person ids are ``index + 1``, household ids ``index + 1``. Returns row counts."""
+    flags. Person ids are ``index + 1``, household ids ``index + 1``. Persons are written
+    with ``has_nhs_number`` already set, so that the trigger that keeps it (migration 0008)
+    finds nothing to change when the identifiers follow. Returns row counts."""
     person_rows = []
     for p in pop.persons:
         demo = Demographics.from_raw(p.given_name, p.family_name, p.birth_date, p.postcode)
@@ -759,6 +761,7 @@ async def bulk_load(conn: asyncpg.Connection, pop: Population) -> dict[str, int]
                 keys["birth_year"],
                 keys["postcode_district"],
                 keys["given_initial"],
+                True,  # every synthetic person has an NHS number (below)
             )
         )
     await conn.copy_records_to_table(
@@ -777,6 +780,7 @@ async def bulk_load(conn: asyncpg.Connection, pop: Population) -> dict[str, int]
             "birth_year",
             "postcode_district",
             "given_initial",
+            "has_nhs_number",
         ],
     )
     del person_rows
