@@ -105,9 +105,8 @@ async def test_a_new_nhs_number_reads_the_blocks_of_persons_without_one(
     sessions: async_sessionmaker[AsyncSession], new_nhs: bool
 ) -> None:
     """The plan of the candidate search over a synthetic population (every person holds an
-    NHS number; the COPY that loads their identifiers sets the flags): the partial indexes
-    of the persons without one for a new NHS number, the indexes of all live persons for a
-    new local id."""
+    NHS number): the partial indexes of the persons without one for a new NHS number, the
+    indexes of all live persons for a new local id."""
     pop = generate(5000, seed=4)
     async with sessions() as session:
         connection = await session.connection()
