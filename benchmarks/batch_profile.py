@@ -1,7 +1,7 @@
 """The worker's batch cost in-process: CPU time per event of ``process_batch``.
 
     .venv/bin/python -m benchmarks.batch_profile [--persons 20000] [--events 10000]
-        [--batch 2000] [--profile out.pstats] [--data-dir DIR]
+        [--batch 2000] [--profile out.pstats] [--data-dir DIR] [--default-gc]
 
 Runs the production code path exactly as the worker runs each batch (``process_batch``
 and its COMMIT, the rules in ``rules/``, auditing on) over the benchmark workload
@@ -19,6 +19,8 @@ Across batch sizes the digests differ by design: an alert raised in one batch an
 falsified by a fact in a later one stays, marked for review (DESIGN.md "Order does not
 matter"), where one larger batch never raises it, and a child counted before such a
 fact stays named on an alert that still holds; the alerts not in review are the same.
+The garbage collector is tuned as the worker tunes it (``lookout.worker.tune_gc``);
+``--default-gc`` leaves the interpreter's defaults, to measure what that tuning saves.
 ``--profile`` adds cProfile (every figure inflated alike; its clock is this process's CPU
 time) and prints the pipeline's stages by cumulative CPU time and the functions with the
 most CPU time of their own (coroutines and SQLAlchemy's greenlets blur the cumulative
@@ -58,6 +60,7 @@ from lookout.pipeline import Message, PipelineConfig, process_batch
 from lookout.population import bulk_load, generate
 from lookout.rules.model import load_rules
 from lookout.settings import PROJECT_ROOT, Settings
+from lookout.worker import tune_gc
 
 PARTITIONS = 8
 TOPIC = "lookout.events"
@@ -182,6 +185,8 @@ async def run(args: argparse.Namespace, server: str) -> tuple[dict[str, Any], li
     # same events and outcome (digest) in every run of the day.
     now = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     pop = generate(args.persons, args.seed, as_of=now.date())
+    if not args.default_gc:
+        tune_gc()  # as the worker does at start-up (the population is frozen with it)
     raw = list(events(Generator(pop, args.seed + 10, now, prefix="batch"), args.events))
     offsets = [0] * PARTITIONS
     messages: list[Message] = []
@@ -253,6 +258,11 @@ def main() -> None:
     parser.add_argument("--profile", type=Path)
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--dump", type=Path, help="write the rows the digest covers here")
+    parser.add_argument(
+        "--default-gc",
+        action="store_true",
+        help="leave the interpreter's garbage collection settings (no lookout.worker.tune_gc)",
+    )
     args = parser.parse_args()
     data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="lookout-batch-"))
     data_dir.mkdir(parents=True, exist_ok=True)
