@@ -19,7 +19,7 @@ Across batch sizes the digests differ by design: an alert raised in one batch an
 falsified by a fact in a later one stays, marked for review (DESIGN.md "Order does not
 matter"), where one larger batch never raises it, and a child counted before such a
 fact stays named on an alert that still holds; the alerts not in review are the same.
-The garbage collector is tuned as the worker tunes it (``lookout.worker.tune_gc``);
+The garbage collector is tuned as the worker tunes it (``lookout.runtime.tune_gc``);
 ``--default-gc`` leaves the interpreter's defaults, to measure what that tuning saves.
 ``--profile`` adds cProfile (every figure inflated alike; its clock is this process's CPU
 time) and prints the pipeline's stages by cumulative CPU time and the functions with the
@@ -59,8 +59,8 @@ from lookout.migrations import upgrade
 from lookout.pipeline import Message, PipelineConfig, process_batch
 from lookout.population import bulk_load, generate
 from lookout.rules.model import load_rules
+from lookout.runtime import tune_gc
 from lookout.settings import PROJECT_ROOT, Settings
-from lookout.worker import tune_gc
 
 PARTITIONS = 8
 TOPIC = "lookout.events"
@@ -261,7 +261,7 @@ def main() -> None:
     parser.add_argument(
         "--default-gc",
         action="store_true",
-        help="leave the interpreter's garbage collection settings (no lookout.worker.tune_gc)",
+        help="leave the interpreter's garbage collection settings (no lookout.runtime.tune_gc)",
     )
     args = parser.parse_args()
     data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="lookout-batch-"))

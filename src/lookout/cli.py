@@ -113,12 +113,15 @@ def api() -> None:
     import uvicorn
 
     from lookout.api.app import create_app, multiprocess_metrics
+    from lookout.runtime import tune_gc
 
     settings = _settings("database_url", "kafka_bootstrap_servers")
     configure_logging(settings.log_level, settings.log_json)
     if settings.api_workers == 1:
+        application = create_app(settings)
+        tune_gc()
         uvicorn.run(
-            create_app(settings),
+            application,
             host=settings.api_host,
             port=settings.api_port,
             log_level="warning",

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import gc
 import random
 import signal
 from collections.abc import Awaitable, Callable, Sequence
@@ -62,6 +61,7 @@ from lookout.pipeline import (
 from lookout.rules import repository as rules_repository
 from lookout.rules import service as rules_service
 from lookout.rules.model import Rule, load_rules
+from lookout.runtime import tune_gc
 from lookout.settings import Settings
 
 log = structlog.get_logger("lookout.worker")
@@ -718,22 +718,6 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         # into aiokafka, it would kill the group coordination task. The worker is leaving.
         with contextlib.suppress(StopRequested):
             await self.worker.on_assigned(assigned)
-
-
-# A batch allocates hundreds of thousands of short-lived objects (decoded events, rows,
-# snapshots), and with the interpreter's default threshold (700 allocations) the cyclic
-# collector ran so often that it took about a quarter of the worker's CPU
-# (benchmarks/batch_profile.py, BENCHMARKS.md "Garbage collection"). Reference counting
-# still frees almost everything at once; only cycles wait for the next collection.
-GC_THRESHOLDS = (50_000, 20, 100)
-
-
-def tune_gc() -> None:
-    """Move what exists at start-up (modules, schemas, rules) out of the collector's sight
-    for good, and collect the young generation every 50,000 allocations instead of 700."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def run(settings: Settings) -> None:

@@ -40,6 +40,7 @@ from lookout.ingest.endpoints import router as publishers_router
 from lookout.logging import configure_logging, safe_error
 from lookout.orgs.admin_endpoints import router as admin_router
 from lookout.orgs.endpoints import router as token_router
+from lookout.runtime import tune_gc
 from lookout.settings import Settings, get_settings
 
 log = structlog.get_logger("lookout.api")
@@ -198,7 +199,9 @@ def app_from_env() -> FastAPI:
     uvicorn starts each as a new interpreter, which reads the settings and sets up logging."""
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
-    return create_app(settings)
+    app = create_app(settings)
+    tune_gc()
+    return app
 
 
 @contextmanager

@@ -1,17 +1,18 @@
-"""The worker's garbage-collection tuning (``lookout.worker.tune_gc``), checked in a child
-interpreter so that this test process keeps its own settings."""
+"""The garbage-collection tuning of the worker and API processes (``lookout.runtime``),
+checked in a child interpreter so that this test process keeps its own settings."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-from lookout.worker import GC_THRESHOLDS
+from lookout.runtime import GC_THRESHOLDS
 
 
 def test_tune_gc_freezes_start_up_objects_and_raises_the_thresholds() -> None:
     script = (
-        "import gc, lookout.worker as w; before = gc.get_threshold(); w.tune_gc(); "
+        "import gc, lookout.worker, lookout.runtime as r; before = gc.get_threshold(); "
+        "r.tune_gc(); "
         "print(before, gc.get_threshold(), gc.get_freeze_count() > 10_000)"
     )
     out = subprocess.run(
