@@ -48,6 +48,15 @@ class Alert(Base):
             unique=True,
             postgresql_where=text("status <> 'closed'"),
         ),
+        # What the closed alerts of a (rule, household, recipient) hold, read for every
+        # batch's matches (migration 0009).
+        Index(
+            "ix_alerts_closed_rule_household_recipient",
+            "rule_id",
+            "household_id",
+            "recipient_key",
+            postgresql_where=text("status = 'closed'"),
+        ),
         Index("ix_alerts_recipient_created", "recipient_org_id", "created_at", "id"),
         # The list's selective filters (GET /v1/alerts ?status= ?severity= ?rule= ?team=):
         # a page of a value few alerts have reads only those (migration 0007).
@@ -151,6 +160,8 @@ class AlertEvidence(Base):
     """An event that made one of the alert's conditions true (the trigger and later matches)."""
 
     __tablename__ = "alert_evidence"
+    # The alerts an event is evidence of (a retraction, a falsifying fact; migration 0009).
+    __table_args__ = (Index("ix_alert_evidence_event_id", "event_id"),)
 
     alert_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("alerts.id"), primary_key=True)
     event_id: Mapped[int] = mapped_column(ForeignKey("events.id"), primary_key=True)

@@ -124,11 +124,15 @@ async def unreviewed_alerts_with_evidence(
     return [Supported(r[0], r[1], r[2], r[3], tuple(r[4])) for r in rows]
 
 
+# From the events to their alerts (ix_alert_evidence_event_id), then each alert's whole
+# evidence by its key: the alerts are found from the rows asked for, whatever the table's
+# statistics say (a young table's can say "empty" long after it is not).
 _UNREVIEWED_WITH_EVIDENCE = """
     SELECT a.id, a.rule_id, a.household_id, a.recipient_key, array_agg(e.event_id)
-    FROM alerts a JOIN alert_evidence e ON e.alert_id = a.id
-    WHERE a.id IN (SELECT alert_id FROM alert_evidence WHERE event_id = ANY($1))
-      AND a.review_reason IS NULL
+    FROM (SELECT DISTINCT alert_id FROM alert_evidence WHERE event_id = ANY($1)) AS hit
+    JOIN alerts a ON a.id = hit.alert_id
+    JOIN alert_evidence e ON e.alert_id = a.id
+    WHERE a.review_reason IS NULL
     GROUP BY a.id
 """
 
