@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import IO, Any
@@ -45,6 +45,9 @@ class Servers:
     database_url: str  # the server's maintenance database (postgres)
     bootstrap: str
     workdir: Path
+    # The embedded servers' process ids ("postgres": the postmaster, "broker"): none for
+    # servers configured from the environment, which may run elsewhere.
+    pids: dict[str, int] = field(default_factory=dict)
 
     def url_for(self, database: str) -> str:
         return self.database_url.rpartition("/")[0] + "/" + database
@@ -60,17 +63,21 @@ def servers() -> Iterator[Servers]:
     workdir.chmod(0o755)  # the embedded PostgreSQL's user must be able to enter it
     with contextlib.ExitStack() as stack:
         stack.callback(shutil.rmtree, workdir, True)
+        pids: dict[str, int] = {}
         url = os.environ.get("LOOKOUT_BENCH_DATABASE_URL", "")
         if not url:
             pg = EmbeddedPostgres.start(workdir / "pg", durable=True)
             stack.callback(pg.stop)
             url = pg.url
+            # postmaster.pid: the postmaster's pid on its first line.
+            pids["postgres"] = int((workdir / "pg" / "postmaster.pid").read_text().split()[0])
         bootstrap = os.environ.get("LOOKOUT_BENCH_KAFKA_BOOTSTRAP_SERVERS", "")
         if not bootstrap:
             broker = EmbeddedBroker.start(workdir / "broker.log", die_with_parent=True)
             stack.callback(broker.stop)
             bootstrap = broker.bootstrap_servers
-        yield Servers(url, bootstrap, workdir)
+            pids["broker"] = broker.pid
+        yield Servers(url, bootstrap, workdir, pids)
 
 
 async def fresh_database(servers: Servers, name: str) -> str:
@@ -162,6 +169,48 @@ def lookout_env(servers: Servers, url: str, **settings: Any) -> dict[str, str]:
     }
     env |= {f"LOOKOUT_{k.upper()}": str(v) for k, v in settings.items()}
     return env
+
+
+def cpu_seconds(pid: int, *, descendants: bool = True) -> float:
+    """CPU time (user + system) a process has used, from /proc (Linux); 0 once it is gone.
+    With ``descendants``, its whole tree: each live process's own time and that of the
+    children it has reaped (PostgreSQL's backends that came and went, for the postmaster)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float, float]] = {}  # pid -> (ppid, own, reaped children)
+    for entry in Path("/proc").iterdir() if descendants else [Path(f"/proc/{pid}")]:
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # Fields after the command name (which may hold spaces), from field 3 on.
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            own = (int(fields[11]) + int(fields[12])) / tick
+            stats[int(entry.name)] = (
+                int(fields[1]),
+                own,
+                (int(fields[13]) + int(fields[14])) / tick,
+            )
+    if pid not in stats:
+        return 0.0
+    if not descendants:
+        return stats[pid][1]
+    children: dict[int, list[int]] = {}
+    for child, (parent, _, _) in stats.items():
+        children.setdefault(parent, []).append(child)
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        total += stats[current][1] + stats[current][2]
+        todo += children.get(current, [])
+    return total
+
+
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, idle) CPU seconds of the whole host since boot, all CPUs, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    tick = os.sysconf("SC_CLK_TCK")
+    idle = values[3] + values[4]  # idle, iowait
+    busy = sum(values[:8]) - idle  # user nice system idle iowait irq softirq steal
+    return busy / tick, idle / tick
 
 
 class Process:

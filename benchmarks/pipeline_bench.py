@@ -12,16 +12,20 @@ and publish-to-alert latency at a steady rate.
 * :func:`steady_rate` publishes at a fixed rate while a worker and the API run, and
   measures each accepted event's latency from publish to its commit (seen in PostgreSQL)
   or, for an event that raises alerts, to the alert being readable through
-  ``GET /v1/alerts`` (read by sequence, as a subscriber does).
+  ``GET /v1/alerts`` (read by sequence, as a subscriber does). It also says where the
+  host's CPU went meanwhile: each process's CPU time per published event (the worker,
+  PostgreSQL, the broker, the API, and this process: the producer and both pollers) and
+  how busy the whole host was.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -31,7 +35,14 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from benchmarks.harness import API_HEADERS, Process, Servers, lookout_env
+from benchmarks.harness import (
+    API_HEADERS,
+    Process,
+    Servers,
+    cpu_seconds,
+    lookout_env,
+    machine_cpu_seconds,
+)
 from benchmarks.workload import INVALID_KEY, Generator, events, now_utc
 from lookout import kafka
 from lookout.ingest.catalogue import Catalogue
@@ -197,8 +208,20 @@ async def worker_backlog(
     }
 
 
+def _source_and_id(value: bytes) -> tuple[str, str]:
+    document = orjson.loads(value)
+    return document["source"], document["id"]
+
+
 class _Observer:
-    """Sees commits in PostgreSQL and alerts through the API, and when."""
+    """Sees commits in PostgreSQL and alerts through the API, and when.
+
+    PostgreSQL is polled every 10 ms for new events and for each organisation's latest
+    alert sequence; the API is asked (``GET /v1/alerts?after_sequence=``, as a subscriber
+    reads) for an organisation as soon as PostgreSQL shows it a new alert, and the time
+    the API returns the alert is what is recorded. Asking the API blind every 20 ms for
+    each organisation instead cost the host a third of a core at 1,000 events/s (the API's
+    work and this process's), for requests that nearly all came back empty."""
 
     def __init__(self, conn: asyncpg.Connection, base: str, tokens: dict[str, str]) -> None:
         self.conn = conn
@@ -207,19 +230,24 @@ class _Observer:
         self.committed: dict[tuple[str, str], float] = {}
         self.alert_seen: dict[str, float] = {}
         self.last_pk = 0
-        self.sequences = dict.fromkeys(tokens, 0)
+        self.sequences = dict.fromkeys(tokens, 0)  # read through the API
+        self.latest = dict.fromkeys(tokens, 0)  # in PostgreSQL
+        self.news = asyncio.Event()
         self.stop = asyncio.Event()
         self.api_errors = 0
 
     async def start(self) -> None:
         self.last_pk = int(await self.conn.fetchval("SELECT coalesce(max(id), 0) FROM events"))
-        for org in self.tokens:
-            self.sequences[org] = int(
-                await self.conn.fetchval(
-                    "SELECT coalesce(max(sequence), 0) FROM alerts WHERE recipient_org_id = $1",
-                    org,
-                )
-            )
+        self.latest = await self._latest()
+        self.sequences = dict(self.latest)
+
+    async def _latest(self) -> dict[str, int]:
+        rows = await self.conn.fetch(
+            "SELECT o, (SELECT coalesce(max(sequence), 0) FROM alerts"
+            " WHERE recipient_org_id = o) FROM unnest($1::text[]) AS o",
+            list(self.tokens),
+        )
+        return {org: int(latest) for org, latest in rows}
 
     async def commits(self) -> None:
         while not self.stop.is_set():
@@ -231,12 +259,20 @@ class _Observer:
                 self.committed[(row["source"], row["event_id"])] = now
             if rows:
                 self.last_pk = rows[-1]["id"]
+            self.latest = await self._latest()
+            if any(self.latest[o] > self.sequences[o] for o in self.tokens):
+                self.news.set()
             await asyncio.sleep(0.01)
 
     async def alerts(self) -> None:
         async with httpx.AsyncClient(base_url=self.base, timeout=10) as http:
             while not self.stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.news.wait(), timeout=0.1)
+                self.news.clear()
                 for org, token in self.tokens.items():
+                    if self.latest[org] <= self.sequences[org]:
+                        continue
                     response = await http.get(
                         "/v1/alerts",
                         params={"after_sequence": self.sequences[org], "limit": 200},
@@ -249,7 +285,8 @@ class _Observer:
                     for item in response.json()["items"]:
                         self.alert_seen.setdefault(item["id"], now)
                         self.sequences[org] = max(self.sequences[org], int(item["sequence"]))
-                await asyncio.sleep(0.02)
+                    if self.latest[org] > self.sequences[org]:
+                        self.news.set()  # more than a page, or not visible yet: again
 
 
 async def steady_rate(
@@ -264,8 +301,11 @@ async def steady_rate(
     tokens: dict[str, str],
     log_dir: Path,
     drain_s: float = 120.0,
+    watch: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
-    """Publish ``rate`` events/s for ``seconds`` to a running worker; per-event latency."""
+    """Publish ``rate`` events/s for ``seconds`` to a running worker; per-event latency.
+    ``watch``: other processes (by role) whose CPU time to account for, from the first
+    event published to the drain's end, beside the worker's and this process's."""
     group = f"bench-{topic}"
     await kafka.ensure_topics(servers.bootstrap, {topic: PARTITIONS, f"{topic}.dlq": PARTITIONS})
     env = lookout_env(
@@ -292,23 +332,28 @@ async def steady_rate(
             await asyncio.sleep(0.1)
         await observer.start()
         tasks = [asyncio.create_task(observer.commits()), asyncio.create_task(observer.alerts())]
-        stream = events(gen, int(rate * seconds) + 1)
+        # Built before the clock starts (a publisher's own work is not Lookout's), each with
+        # the (source, id) its latency is kept under.
+        stream = [
+            (key, value, None if INVALID_KEY in key else _source_and_id(value))
+            for key, value in events(gen, int(rate * seconds) + 1)
+        ]
+        roles = {"worker": worker.pid, **(watch or {})}
+        cpu_before = {role: cpu_seconds(pid) for role, pid in roles.items()}
+        cpu_before["harness"] = cpu_seconds(os.getpid(), descendants=False)
+        machine_before = machine_cpu_seconds()
         started = time.perf_counter()
         sent = 0
-        rss_peak = 0.0
         while True:
             elapsed = time.perf_counter() - started
             if elapsed >= seconds:
                 break
             due = min(int(rate * elapsed), int(rate * seconds)) - sent
-            for key, value in (next(stream) for _ in range(due)):
-                at = time.perf_counter()
-                if INVALID_KEY not in key:  # the workload's deliberately invalid messages
-                    doc = orjson.loads(value)
-                    published.setdefault((doc["source"], doc["id"]), at)
+            for key, value, identity in stream[sent : sent + due]:
+                if identity is not None:  # not one of the workload's invalid messages
+                    published.setdefault(identity, time.perf_counter())
                 await producer.send(topic, value=value, key=key)
             sent += due
-            rss_peak = max(rss_peak, worker.rss_mb()[1])
             await asyncio.sleep(0.005)
         publish_s = time.perf_counter() - started
         await producer.flush()
@@ -321,6 +366,18 @@ async def steady_rate(
             await asyncio.sleep(0.1)
             done = await committed(conn, group, topic)
         drained = done >= sent + len(warm)
+        rss_peak = worker.rss_mb()[1]  # the kernel's high-water mark
+        machine_after = machine_cpu_seconds()
+        cpu_ms = {
+            role: (cpu_seconds(pid) - cpu_before[role]) * 1000 / max(sent, 1)
+            for role, pid in roles.items()
+        }
+        cpu_ms["harness"] = (
+            (cpu_seconds(os.getpid(), descendants=False) - cpu_before["harness"])
+            * 1000
+            / max(sent, 1)
+        )
+        busy, idle = (a - b for a, b in zip(machine_after, machine_before, strict=True))
         await asyncio.sleep(0.5)  # the last alerts reach the API poller
         observer.stop.set()
         stopped = time.perf_counter()
@@ -369,4 +426,6 @@ async def steady_rate(
         "latency_max_ms": max(latencies, default=float("nan")),
         "api_errors": observer.api_errors,
         "worker_rss_mb_peak": rss_peak,
+        "cpu_ms_per_event": cpu_ms,
+        "host_busy_pct": 100 * busy / max(busy + idle, 1e-9),
     }

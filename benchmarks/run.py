@@ -321,6 +321,7 @@ async def _e2e(
                 tokens=tokens,
                 log_dir=log_dir,
                 drain_s=sizes.e2e_drain_s,
+                watch={"api": api.pid, **servers.pids},
             )
             print(f"  e2e at {rate}/s: {out}", flush=True)
             prefix = "e2e" if n == 0 else f"e2e_{rate}"
@@ -333,6 +334,11 @@ async def _e2e(
             r[f"{prefix}_events_measured"] = out["latency_events"]
             r[f"{prefix}_events_with_alert"] = out["events_with_alert"]
             r[f"{prefix}_events_not_committed"] = out["not_committed"]
+            r[f"{prefix}_host_busy_pct"] = round(out["host_busy_pct"], 1)
+            r |= {
+                f"{prefix}_cpu_ms_per_event_{role}": round(ms, 3)
+                for role, ms in out["cpu_ms_per_event"].items()
+            }
     finally:
         api.stop()
     return r
