@@ -21,6 +21,7 @@ and publish-to-alert latency at a steady rate.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import os
 import sys
@@ -34,6 +35,7 @@ import asyncpg
 import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import RecordMetadata
 
 from benchmarks.harness import (
     API_HEADERS,
@@ -216,20 +218,27 @@ def _source_and_id(value: bytes) -> tuple[str, str]:
 class _Observer:
     """Sees commits in PostgreSQL and alerts through the API, and when.
 
-    PostgreSQL is polled every 10 ms for new events and for each organisation's latest
-    alert sequence; the API is asked (``GET /v1/alerts?after_sequence=``, as a subscriber
-    reads) for an organisation as soon as PostgreSQL shows it a new alert, and the time
-    the API returns the alert is what is recorded. Asking the API blind every 20 ms for
-    each organisation instead cost the host a third of a core at 1,000 events/s (the API's
-    work and this process's), for requests that nearly all came back empty."""
+    PostgreSQL is polled every 10 ms for the offsets the workers have committed (a batch's
+    events, alerts, rejections and offsets commit together, so an offset's advance is the
+    commit of the messages before it, whichever of several workers made it) and for each
+    organisation's latest alert sequence. The API is asked for an organisation's alerts
+    (``GET /v1/alerts?after_sequence=``, as a subscriber reads) as soon as PostgreSQL
+    shows it a new one, and the time the API returns the alert is what is recorded.
+    Asking the API blind every 20 ms for each organisation instead cost the host a third
+    of a core at 1,000 events/s (the API's work and this process's), for requests that
+    nearly all came back empty."""
 
-    def __init__(self, conn: asyncpg.Connection, base: str, tokens: dict[str, str]) -> None:
+    def __init__(
+        self, conn: asyncpg.Connection, base: str, tokens: dict[str, str], group: str, topic: str
+    ) -> None:
         self.conn = conn
         self.base = base
         self.tokens = tokens
-        self.committed: dict[tuple[str, str], float] = {}
+        self.group = group
+        self.topic = topic
+        # Per partition, each committed offset as it was first seen, and when (ascending).
+        self.advances: dict[int, list[tuple[int, float]]] = {}
         self.alert_seen: dict[str, float] = {}
-        self.last_pk = 0
         self.sequences = dict.fromkeys(tokens, 0)  # read through the API
         self.latest = dict.fromkeys(tokens, 0)  # in PostgreSQL
         self.news = asyncio.Event()
@@ -237,7 +246,6 @@ class _Observer:
         self.api_errors = 0
 
     async def start(self) -> None:
-        self.last_pk = int(await self.conn.fetchval("SELECT coalesce(max(id), 0) FROM events"))
         self.latest = await self._latest()
         self.sequences = dict(self.latest)
 
@@ -252,17 +260,26 @@ class _Observer:
     async def commits(self) -> None:
         while not self.stop.is_set():
             rows = await self.conn.fetch(
-                "SELECT id, source, event_id FROM events WHERE id > $1 ORDER BY id", self.last_pk
+                "SELECT partition, next_offset FROM consumer_offsets"
+                " WHERE group_id = $1 AND topic = $2",
+                self.group,
+                self.topic,
             )
             now = time.perf_counter()
-            for row in rows:
-                self.committed[(row["source"], row["event_id"])] = now
-            if rows:
-                self.last_pk = rows[-1]["id"]
+            for partition, offset in rows:
+                seen = self.advances.setdefault(partition, [])
+                if not seen or offset > seen[-1][0]:
+                    seen.append((offset, now))
             self.latest = await self._latest()
             if any(self.latest[o] > self.sequences[o] for o in self.tokens):
                 self.news.set()
             await asyncio.sleep(0.01)
+
+    def committed_at(self, partition: int, offset: int) -> float | None:
+        """When the message at this offset was first seen committed, or None."""
+        seen = self.advances.get(partition, [])
+        at = bisect.bisect_right(seen, offset, key=lambda advance: advance[0])
+        return seen[at][1] if at < len(seen) else None
 
     async def alerts(self) -> None:
         async with httpx.AsyncClient(base_url=self.base, timeout=10) as http:
@@ -302,22 +319,32 @@ async def steady_rate(
     log_dir: Path,
     drain_s: float = 120.0,
     watch: Mapping[str, int] | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
-    """Publish ``rate`` events/s for ``seconds`` to a running worker; per-event latency.
-    ``watch``: other processes (by role) whose CPU time to account for, from the first
-    event published to the drain's end, beside the worker's and this process's."""
+    """Publish ``rate`` events/s for ``seconds`` to ``workers`` running worker processes
+    (one consumer group); per-event latency. ``watch``: other processes (by role) whose
+    CPU time to account for, from the first event published to the drain's end, beside
+    the workers' (together) and this process's."""
     group = f"bench-{topic}"
     await kafka.ensure_topics(servers.bootstrap, {topic: PARTITIONS, f"{topic}.dlq": PARTITIONS})
-    env = lookout_env(
-        servers, url, events_topic=topic, dlq_topic=f"{topic}.dlq", consumer_group=group
-    )
-    worker = Process("worker", env, log_dir / f"worker-{topic}.log")
+    pool = [
+        Process(  # an environment each: each its own metrics port
+            "worker",
+            lookout_env(
+                servers, url, events_topic=topic, dlq_topic=f"{topic}.dlq", consumer_group=group
+            ),
+            log_dir / f"worker-{topic}-{n}.log",
+        )
+        for n in range(workers)
+    ]
     producer = AIOKafkaProducer(**kafka.producer_config(servers.bootstrap, client_id="bench-e2e"))
     await producer.start()
     conn = await asyncpg.connect(url)
-    observer = _Observer(await asyncpg.connect(url), base, tokens)
+    observer = _Observer(await asyncpg.connect(url), base, tokens, group, topic)
     tasks: list[asyncio.Task[None]] = []
-    published: dict[tuple[str, str], float] = {}
+    # The first copy of each valid event: when it was sent, and its delivery (partition and
+    # offset) once the broker has it.
+    published: dict[tuple[str, str], tuple[float, asyncio.Future[RecordMetadata]]] = {}
     try:
         # Warm up: the worker joins its group and commits a first small batch.
         warm = list(events(gen, 50))
@@ -326,9 +353,10 @@ async def steady_rate(
         await producer.flush()
         deadline = time.perf_counter() + 120
         while await committed(conn, group, topic) < len(warm):
-            worker.check()
+            for worker in pool:
+                worker.check()
             if time.perf_counter() > deadline:
-                raise TimeoutError("the worker did not consume the warm-up events")
+                raise TimeoutError("the workers did not consume the warm-up events")
             await asyncio.sleep(0.1)
         await observer.start()
         tasks = [asyncio.create_task(observer.commits()), asyncio.create_task(observer.alerts())]
@@ -338,8 +366,8 @@ async def steady_rate(
             (key, value, None if INVALID_KEY in key else _source_and_id(value))
             for key, value in events(gen, int(rate * seconds) + 1)
         ]
-        roles = {"worker": worker.pid, **(watch or {})}
-        cpu_before = {role: cpu_seconds(pid) for role, pid in roles.items()}
+        roles = {"worker": [w.pid for w in pool]} | {r: [pid] for r, pid in (watch or {}).items()}
+        cpu_before = {role: sum(map(cpu_seconds, pids)) for role, pids in roles.items()}
         cpu_before["harness"] = cpu_seconds(os.getpid(), descendants=False)
         machine_before = machine_cpu_seconds()
         started = time.perf_counter()
@@ -350,9 +378,10 @@ async def steady_rate(
                 break
             due = min(int(rate * elapsed), int(rate * seconds)) - sent
             for key, value, identity in stream[sent : sent + due]:
+                at = time.perf_counter()
+                delivery = await producer.send(topic, value=value, key=key)
                 if identity is not None:  # not one of the workload's invalid messages
-                    published.setdefault(identity, time.perf_counter())
-                await producer.send(topic, value=value, key=key)
+                    published.setdefault(identity, (at, delivery))
             sent += due
             await asyncio.sleep(0.005)
         publish_s = time.perf_counter() - started
@@ -362,15 +391,16 @@ async def steady_rate(
         deadline = time.perf_counter() + drain_s
         done = await committed(conn, group, topic)
         while done < sent + len(warm) and time.perf_counter() < deadline:
-            worker.check()
+            for worker in pool:
+                worker.check()
             await asyncio.sleep(0.1)
             done = await committed(conn, group, topic)
         drained = done >= sent + len(warm)
-        rss_peak = worker.rss_mb()[1]  # the kernel's high-water mark
+        rss_peak = max(worker.rss_mb()[1] for worker in pool)  # the kernel's high-water mark
         machine_after = machine_cpu_seconds()
         cpu_ms = {
-            role: (cpu_seconds(pid) - cpu_before[role]) * 1000 / max(sent, 1)
-            for role, pid in roles.items()
+            role: (sum(map(cpu_seconds, pids)) - cpu_before[role]) * 1000 / max(sent, 1)
+            for role, pids in roles.items()
         }
         cpu_ms["harness"] = (
             (cpu_seconds(os.getpid(), descendants=False) - cpu_before["harness"])
@@ -393,15 +423,17 @@ async def steady_rate(
         await producer.stop()
         await conn.close()
         await observer.conn.close()
-        worker.stop()
+        for worker in pool:
+            worker.stop()
     alert_at: dict[tuple[str, str], float] = {}
     for row in rows:
         trigger = (row["source"], row["event_id"])
         alert_at[trigger] = max(alert_at.get(trigger, 0.0), observer.alert_seen[row["id"]])
     latencies = []
     with_alert = pending = 0
-    for event_key, at in published.items():
-        seen = observer.committed.get(event_key)
+    for event_key, (at, delivery) in published.items():
+        record = delivery.result()
+        seen = observer.committed_at(record.partition, record.offset)
         if seen is None:
             # Not committed when the drain ended: its latency is at least this long (so the
             # percentiles are lower bounds when "drained" is false).

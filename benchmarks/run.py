@@ -3,6 +3,7 @@
     python -m benchmarks.run            # full: 100,000 and 1,000,000 persons (20-40 min)
     python -m benchmarks.run --quick    # the same code at small sizes (under 2 minutes)
     python -m benchmarks.run --only api # just GET /v1/alerts under load (prints only)
+    python -m benchmarks.run --only e2e # just the steady-rate latency runs (prints only)
 
 Starts its own embedded PostgreSQL (durable, as in production) and bundled broker
 (``LOOKOUT_BENCH_DATABASE_URL`` / ``LOOKOUT_BENCH_KAFKA_BOOTSTRAP_SERVERS`` to use your
@@ -107,6 +108,14 @@ TARGETS: tuple[tuple[str, str, str, Any], ...] = (
     ("e2e_latency_p99_ms", "publish -> commit / alert in API, p99", "<= 250 (goal 100)",
      lambda v: v <= 250),
     ("e2e_drained", "every event of the run committed in time (1/0)", "1", lambda v: v == 1),
+    ("e2e_host_busy_pct", "host CPU busy during that run, % of all CPUs", "reported", None),
+    ("e2e_cpu_ms_per_event_worker", "CPU ms per event in that run: the worker", "reported",
+     None),
+    ("e2e_cpu_ms_per_event_postgres", "... PostgreSQL (all its processes)", "reported", None),
+    ("e2e_cpu_ms_per_event_broker", "... the broker", "reported", None),
+    ("e2e_cpu_ms_per_event_api", "... the API", "reported", None),
+    ("e2e_cpu_ms_per_event_harness", "... the producer and pollers (the harness)", "reported",
+     None),
     ("e2e_5000_rate_events_per_s", "steady producer rate achieved", "5,000", None),
     ("e2e_5000_latency_p99_ms", "p99 at 5,000/s", "<= 250", lambda v: v <= 250),
     ("e2e_5000_drained", "every event committed in time (1/0)", "1", lambda v: v == 1),
@@ -300,8 +309,9 @@ async def _e2e(
     seed: int,
     now: datetime,
     log_dir: Path,
+    workers: int = 1,
 ) -> dict[str, Any]:
-    r: dict[str, Any] = {}
+    r: dict[str, Any] = {"e2e_workers": workers}
     api, base = await harness.start_api(servers, loaded.url, token_secret=f"bench-{seed}-e2e")
     try:
         tokens = {
@@ -322,6 +332,7 @@ async def _e2e(
                 log_dir=log_dir,
                 drain_s=sizes.e2e_drain_s,
                 watch={"api": api.pid, **servers.pids},
+                workers=workers,
             )
             print(f"  e2e at {rate}/s: {out}", flush=True)
             prefix = "e2e" if n == 0 else f"e2e_{rate}"
@@ -373,6 +384,25 @@ async def bench_api_only(
             profile=profile,
             api_settings={} if api_workers is None else {"api_workers": api_workers},
         )
+        note("done")
+    return r | note.conditions()
+
+
+async def bench_e2e_only(
+    sizes: Sizes, seed: int, log_dir: Path, workers: int = 1
+) -> dict[str, Any]:
+    """The steady-rate latency runs alone, at the sizes' rates and durations, over the
+    smallest population (100,000 persons; 10,000 with ``--quick``): for working on
+    latency without the hour's other sections. The full run's figures are over the
+    largest population, after its backlog run."""
+    note = _Progress()
+    with harness.servers() as servers:
+        now = now_utc()
+        persons = sizes.populations[0]
+        note(f"population of {persons:,}: generate and COPY load")
+        loaded = await harness.population_database(servers, "bench_e2e", persons, seed, now.date())
+        note("steady-rate latency: worker + API")
+        r = await _e2e(servers, loaded, sizes, seed, now, log_dir, workers)
         note("done")
     return r | note.conditions()
 
@@ -509,7 +539,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--only",
-        choices=["api"],
+        choices=["api", "e2e"],
         help="run one section alone at the chosen sizes and print it (writes nothing)",
     )
     parser.add_argument(
@@ -517,12 +547,23 @@ def main() -> None:
         type=int,
         help="with --only api: LOOKOUT_API_WORKERS for the API (default: the setting's)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="with --only e2e: worker processes in the steady-rate runs (the full run: one)",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
+    log_dir = ROOT / ".lookout" / "bench-logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    if args.only == "e2e":
+        results = asyncio.run(bench_e2e_only(sizes, args.seed, log_dir, args.workers))
+        print()
+        print_table(results)
+        return
     if args.only == "api":
-        log_dir = ROOT / ".lookout" / "bench-logs"
-        log_dir.mkdir(parents=True, exist_ok=True)
         results = asyncio.run(
             bench_api_only(sizes, args.seed, log_dir, args.profile, args.api_workers)
         )
@@ -537,8 +578,6 @@ def main() -> None:
         return
     started = datetime.now(UTC)
     commit = _commit()  # the code measured, whatever is committed while it runs
-    log_dir = ROOT / ".lookout" / "bench-logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     results = asyncio.run(bench(sizes, args.seed, log_dir, args.profile))
     elapsed = time.perf_counter() - t0
