@@ -268,26 +268,49 @@ async def households_of(
     return found
 
 
+# The members first, then each fact table joined to all of them at once: a correlated
+# subquery per member is planned without regard to how often it runs, and on a young
+# table whose statistics say "tiny" it became a sequential scan per member (BENCHMARKS.md,
+# "What is left", item 8). Facts depend on the person and the date only.
 _SNAPSHOT = """
-    SELECT q.idx, h.uprn, h.la_code, r.person_id, r.valid_from, p.birth_date,
-        (SELECT json_agg(json_build_array(f.kind, f.la_code, f.valid_from))
-         FROM flags f WHERE f.person_id = r.person_id
-            AND (f.valid_from IS NULL OR f.valid_from <= q.as_of)
-            AND (f.valid_to IS NULL OR f.valid_to > q.as_of)) AS flags,
-        (SELECT json_agg(json_build_array(e.school_urn, e.dsl_org_id, e.valid_from))
-         FROM enrolments e WHERE e.person_id = r.person_id
-            AND (e.valid_from IS NULL OR e.valid_from <= q.as_of)
-            AND (e.valid_to IS NULL OR e.valid_to > q.as_of)) AS schools,
-        (SELECT json_agg(json_build_array(x.related_person_id, x.kind, x.valid_from))
-         FROM relationships x WHERE x.person_id = r.person_id
-            AND (x.valid_from IS NULL OR x.valid_from <= q.as_of)
-            AND (x.valid_to IS NULL OR x.valid_to > q.as_of)) AS relationships
-    FROM unnest($1::bigint[], $2::date[]) WITH ORDINALITY AS q(household_id, as_of, idx)
-    JOIN households h ON h.id = q.household_id
-    LEFT JOIN residences r ON r.household_id = q.household_id
-        AND (r.valid_from IS NULL OR r.valid_from <= q.as_of)
-        AND (r.valid_to IS NULL OR r.valid_to > q.as_of)
-    LEFT JOIN persons p ON p.id = r.person_id
+    WITH m AS MATERIALIZED (
+        SELECT q.idx, q.as_of, h.uprn, h.la_code, r.person_id, r.valid_from, p.birth_date
+        FROM unnest($1::bigint[], $2::date[]) WITH ORDINALITY AS q(household_id, as_of, idx)
+        JOIN households h ON h.id = q.household_id
+        LEFT JOIN residences r ON r.household_id = q.household_id
+            AND (r.valid_from IS NULL OR r.valid_from <= q.as_of)
+            AND (r.valid_to IS NULL OR r.valid_to > q.as_of)
+        LEFT JOIN persons p ON p.id = r.person_id
+    ), k AS MATERIALIZED (
+        SELECT DISTINCT person_id, as_of FROM m WHERE person_id IS NOT NULL
+    ), fl AS (
+        SELECT k.person_id, k.as_of,
+            json_agg(json_build_array(f.kind, f.la_code, f.valid_from)) AS flags
+        FROM k JOIN flags f ON f.person_id = k.person_id
+            AND (f.valid_from IS NULL OR f.valid_from <= k.as_of)
+            AND (f.valid_to IS NULL OR f.valid_to > k.as_of)
+        GROUP BY k.person_id, k.as_of
+    ), en AS (
+        SELECT k.person_id, k.as_of,
+            json_agg(json_build_array(e.school_urn, e.dsl_org_id, e.valid_from)) AS schools
+        FROM k JOIN enrolments e ON e.person_id = k.person_id
+            AND (e.valid_from IS NULL OR e.valid_from <= k.as_of)
+            AND (e.valid_to IS NULL OR e.valid_to > k.as_of)
+        GROUP BY k.person_id, k.as_of
+    ), rl AS (
+        SELECT k.person_id, k.as_of,
+            json_agg(json_build_array(x.related_person_id, x.kind, x.valid_from)) AS relationships
+        FROM k JOIN relationships x ON x.person_id = k.person_id
+            AND (x.valid_from IS NULL OR x.valid_from <= k.as_of)
+            AND (x.valid_to IS NULL OR x.valid_to > k.as_of)
+        GROUP BY k.person_id, k.as_of
+    )
+    SELECT m.idx, m.uprn, m.la_code, m.person_id, m.valid_from, m.birth_date,
+        fl.flags, en.schools, rl.relationships
+    FROM m
+    LEFT JOIN fl ON fl.person_id = m.person_id AND fl.as_of = m.as_of
+    LEFT JOIN en ON en.person_id = m.person_id AND en.as_of = m.as_of
+    LEFT JOIN rl ON rl.person_id = m.person_id AND rl.as_of = m.as_of
 """
 
 
