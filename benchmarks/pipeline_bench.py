@@ -250,12 +250,12 @@ class _Observer:
         self.sequences = dict(self.latest)
 
     async def _latest(self) -> dict[str, int]:
+        # Each organisation's alert counter, taken in the transaction that numbers the alert.
         rows = await self.conn.fetch(
-            "SELECT o, (SELECT coalesce(max(sequence), 0) FROM alerts"
-            " WHERE recipient_org_id = o) FROM unnest($1::text[]) AS o",
+            "SELECT org_id, alert_last FROM org_sequences WHERE org_id = ANY($1::text[])",
             list(self.tokens),
         )
-        return {org: int(latest) for org, latest in rows}
+        return dict.fromkeys(self.tokens, 0) | {org: int(last) for org, last in rows}
 
     async def commits(self) -> None:
         while not self.stop.is_set():
