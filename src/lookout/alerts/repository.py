@@ -124,9 +124,9 @@ async def unreviewed_alerts_with_evidence(
     return [Supported(r[0], r[1], r[2], r[3], tuple(r[4])) for r in rows]
 
 
-# From the events to their alerts (ix_alert_evidence_event_id), then each alert's whole
-# evidence by its key: the alerts are found from the rows asked for, whatever the table's
-# statistics say (a young table's can say "empty" long after it is not).
+# The evidence rows of these events first (ix_alert_evidence_event_id), then their alerts
+# and each alert's whole evidence. Written as a semi-join, a young table whose statistics
+# still said "empty" was planned as all alerts joined to all evidence, then filtered.
 _UNREVIEWED_WITH_EVIDENCE = """
     SELECT a.id, a.rule_id, a.household_id, a.recipient_key, array_agg(e.event_id)
     FROM (SELECT DISTINCT alert_id FROM alert_evidence WHERE event_id = ANY($1)) AS hit

@@ -271,7 +271,7 @@ async def households_of(
 # The members first, then each fact table joined to all of them at once: a correlated
 # subquery per member is planned without regard to how often it runs, and on a young
 # table whose statistics say "tiny" it became a sequential scan per member (BENCHMARKS.md,
-# "What is left", item 8). Facts depend on the person and the date only.
+# "Changes made from the profiles", item 16). Facts depend on the person and the date only.
 _SNAPSHOT = """
     WITH m AS MATERIALIZED (
         SELECT q.idx, q.as_of, h.uprn, h.la_code, r.person_id, r.valid_from, p.birth_date

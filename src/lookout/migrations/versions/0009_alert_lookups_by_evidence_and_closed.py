@@ -11,8 +11,8 @@ the only (rule, household, recipient) index is partial over the alerts not close
 both read every alert: their cost grew with the table, not the batch. In a 20-second run
 at 1,000 events/s over 20,000 persons (a few thousand alerts), the evidence lookup was
 15% of PostgreSQL's execution time at 16.5 ms a batch. With an index on
-``alert_evidence (event_id)`` and a partial one on the closed alerts' key, each reads the
-rows it asks for.
+``alert_evidence (event_id)`` and a partial one on the closed alerts' key, each can read
+only the rows it asks for.
 """
 
 from collections.abc import Sequence
