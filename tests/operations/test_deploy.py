@@ -30,6 +30,7 @@ from prometheus_client import Counter, Gauge, Histogram, Summary
 
 import lookout.metrics
 from lookout.cli import app
+from lookout.embedded.postgres import RANDOM_PAGE_COST
 from lookout.settings import PROJECT_ROOT, Settings
 
 DEPLOY = PROJECT_ROOT / "deploy"
@@ -299,6 +300,8 @@ def test_compose_runs_every_process_after_the_migration() -> None:
     assert {"dispatcher", "sealer", "retention"} <= set(services)
     assert services["kafka"]["image"].startswith("apache/kafka:3."), "aiokafka 0.14: Kafka 3.x"
     assert services["postgres"]["image"].startswith("postgres:17")
+    # The planner cost the embedded server runs with (docs/operations.md).
+    assert f"random_page_cost={RANDOM_PAGE_COST}" in services["postgres"]["command"]
     assert services["worker"]["deploy"]["replicas"] == 2
     for name, service in services.items():
         if LOOKOUT_IMAGE in str(service.get("image", "")) and name != "migrate":

@@ -53,6 +53,10 @@ _PG_CTL_TIMEOUT_S = 60
 
 log = structlog.get_logger(__name__)
 
+# The planner cost Lookout runs its own PostgreSQL with, and recommends for any other
+# (docs/operations.md, "PostgreSQL settings"; the compose stack passes it too).
+RANDOM_PAGE_COST = "1.1"
+
 
 class EmbeddedPostgresError(RuntimeError):
     """The embedded PostgreSQL server could not be set up, started or stopped."""
@@ -498,6 +502,12 @@ class EmbeddedPostgres:
             "unix_socket_directories": str(self.socket_dir),
             "max_connections": str(max_connections),
             "shared_buffers": shared_buffers,
+            # Lookout's data lives on local SSD and mostly in memory, where a random page
+            # read costs about what a sequential one does. At PostgreSQL's default of 4 the
+            # planner answered the worker's lookups of a batch's 2,000 keys with a scan and
+            # hash of the whole table at 100,000 persons (70-90 ms a lookup where index
+            # probes take a few ms; docs/operations.md, "PostgreSQL settings").
+            "random_page_cost": RANDOM_PAGE_COST,
         }
         if not durable:
             settings.update(fsync="off", synchronous_commit="off", full_page_writes="off")
