@@ -125,12 +125,31 @@ class _Accepted:
     retracted_by: int | None = None
 
 
+def check(messages: Sequence[Message], config: PipelineConfig) -> list[Valid | Invalid]:
+    """Stage 1 alone: each message's checks that need nothing but the message (no
+    database). The worker runs it for the next batch while the current one waits on
+    PostgreSQL."""
+    now = config.clock()
+    return [
+        validate(
+            message.value,
+            catalogue=config.catalogue,
+            max_bytes=config.max_event_bytes,
+            now=now,
+            max_skew=config.max_future_skew,
+        )
+        for message in messages
+    ]
+
+
 async def process_batch(
     session: AsyncSession,
     messages: Sequence[Message],
     config: PipelineConfig,
     positions: Mapping[tuple[str, int], Position | None],
+    checked: Sequence[Valid | Invalid] | None = None,
 ) -> BatchResult:
+    """``checked``: the messages' outcomes of ``check``, if already known (in order)."""
     result = BatchResult()
     now = config.clock()
     audit: list[Entry] = []
@@ -138,14 +157,8 @@ async def process_batch(
 
     # 1. Validate each message on its own.
     valid: list[tuple[Message, Valid]] = []
-    for message in messages:
-        outcome = validate(
-            message.value,
-            catalogue=config.catalogue,
-            max_bytes=config.max_event_bytes,
-            now=now,
-            max_skew=config.max_future_skew,
-        )
+    outcomes = check(messages, config) if checked is None else checked
+    for message, outcome in zip(messages, outcomes, strict=True):
         if isinstance(outcome, Invalid):
             rejected.append((message, outcome))
         else:
@@ -386,13 +399,7 @@ async def reject_unprocessable(
     ``processing_failed``, its audit record and the offset advance, in one transaction.
     The worker copies it to the dead-letter topic like any rejection; once the cause is
     fixed, ``lookout dlq replay`` publishes it again."""
-    outcome = validate(
-        message.value,
-        catalogue=config.catalogue,
-        max_bytes=config.max_event_bytes,
-        now=config.clock(),
-        max_skew=config.max_future_skew,
-    )
+    [outcome] = check([message], config)
     detail = f"processing failed ({error}); replay it once the cause is fixed"
     invalid = (
         _invalid(outcome, Reason.processing_failed, detail)

@@ -8,7 +8,8 @@ Retriable errors (database or broker unreachable, deadlock) back off and retry t
 batch; nothing is skipped. An event that fails on its own with an error retrying does not
 cure is isolated by splitting its batch and rejected (``processing_failed``, to the DLQ);
 an error of the environment stops the worker. SIGTERM finishes the current batch, commits
-and leaves.
+and leaves. A worker that is behind fetches and checks the next batch while the current
+one waits on PostgreSQL (docs/architecture.md, "One batch, one transaction").
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import functools
 import random
 import signal
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 from zoneinfo import ZoneInfo
@@ -47,7 +48,7 @@ from lookout.identity.service import MatchThresholds
 from lookout.ingest import repository as ingest
 from lookout.ingest.catalogue import Catalogue
 from lookout.ingest.repository import Position
-from lookout.ingest.validation import Reason
+from lookout.ingest.validation import Invalid, Reason, Valid
 from lookout.logging import safe_error, safe_traceback, sqlstate
 from lookout.pipeline import (
     BatchResult,
@@ -55,6 +56,7 @@ from lookout.pipeline import (
     Message,
     PipelineConfig,
     RejectionOut,
+    check,
     process_batch,
     reject_unprocessable,
 )
@@ -76,6 +78,9 @@ STOP_TIMEOUT_S = 15.0  # for leaving the consumer group on SIGTERM
 # A message that fails alone with an error it may cause is tried this often before it is
 # rejected as processing_failed.
 LONE_EVENT_ATTEMPTS = 3
+# Messages checked at a time by the fetch ahead (a few ms of CPU, the longest a reply from
+# PostgreSQL to the current batch waits for it).
+CHECK_CHUNK = 64
 
 # 23505: another worker committed the same event first; on retry it is a duplicate.
 RETRIABLE_SQLSTATES = {
@@ -108,6 +113,16 @@ def _event_specific(exc: BaseException) -> bool:
         code = sqlstate(exc)
         return code is not None and code[:2] in EVENT_SPECIFIC_SQLSTATE_CLASSES
     return True
+
+
+@dataclass(frozen=True, slots=True)
+class _Fetched:
+    """Records fetched ahead: the messages, each one's own checks, and the partitions'
+    assignment generations when the fetch began."""
+
+    messages: list[Message]
+    checked: list[Valid | Invalid]
+    generations: dict[tuple[str, int], int]
 
 
 class StopRequested(BaseException):
@@ -316,6 +331,9 @@ class Worker:
             group=s.consumer_group,
             rules=len(self.config.rules),
         )
+        # The next batch, fetched and checked while the current one waits on PostgreSQL
+        # (when behind).
+        ahead: asyncio.Task[_Fetched] | None = None
         try:
             loop = asyncio.get_running_loop()
             next_sweep = next_resume_check = 0.0
@@ -329,7 +347,7 @@ class Worker:
                     await self.retrying("resume partitions", self.resume_moved_partitions)
                     next_resume_check = loop.time() + 2.0
                 try:
-                    records = await self._fetch()
+                    fetched = await (ahead if ahead is not None else self._fetch_and_check())
                 except OffsetOutOfRangeError as exc:
                     for tp, offset in exc.args[0].items():
                         await self.stop_partition(tp, offset, None)
@@ -338,18 +356,23 @@ class Worker:
                     # A fetch raced the rebalance listener's seek (it always seeks): retry.
                     await asyncio.sleep(0.05)
                     continue
-                messages = [
-                    Message(tp.topic, tp.partition, r.offset, r.key, r.value)
-                    for tp, batch in sorted(records.items(), key=lambda kv: kv[0].partition)
-                    if (tp.topic, tp.partition) in self.positions
-                    and (tp.topic, tp.partition) not in self.stopped
-                    for r in batch
-                ]
+                finally:
+                    ahead = None
+                messages, checked = self._current(fetched)
+                if len(fetched.messages) >= self.settings.worker_batch_max:
+                    # Behind (a full batch, more waiting): fetch the next while this one
+                    # runs. A worker keeping up fetches after it, so that the next batch
+                    # takes everything that arrived meanwhile, not the first few records.
+                    ahead = asyncio.create_task(self._fetch_and_check())
                 if messages:
-                    await self.handle(messages)
+                    await self.handle(messages, checked)
                 await self.check_log_ends()
                 self.observe_lag()
         finally:
+            if ahead is not None:
+                ahead.cancel()
+                with contextlib.suppress(BaseException):  # not processed: nothing to keep
+                    await ahead
             # Leaving the group can wait on a rebalance in progress (a member that joined
             # in the background): bounded, as the offsets are in PostgreSQL and the broker
             # expires a member that did not leave after the session timeout.
@@ -370,34 +393,75 @@ class Worker:
             self._consumer.getmany(timeout_ms=200, max_records=self.settings.worker_batch_max)
         )
         stop = asyncio.ensure_future(self.stopping.wait())
-        await asyncio.wait({fetch, stop}, return_when=asyncio.FIRST_COMPLETED)
-        stop.cancel()
-        if not fetch.done():
-            fetch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await fetch
+        try:
+            await asyncio.wait({fetch, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:  # also when this fetch itself is cancelled (a fetch ahead, at a stop)
+            stop.cancel()
+            if not fetch.done():
+                fetch.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await fetch
+        if fetch.cancelled():  # a stop was requested first
             return {}
         records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = fetch.result()
         return records
 
-    async def handle(self, messages: Sequence[Message]) -> bool:
+    async def _fetch_and_check(self) -> _Fetched:
+        """The next records, as messages, with the outcome of each one's own checks
+        (``pipeline.check``). Run as a task beside the current batch, the checks take the
+        time that batch spends waiting on PostgreSQL: they go a few messages at a time,
+        letting the batch go on whenever PostgreSQL has answered."""
+        generations = dict(self.assignments)
+        records = await self._fetch()
+        messages = [
+            Message(tp.topic, tp.partition, r.offset, r.key, r.value)
+            for tp, batch in sorted(records.items(), key=lambda kv: kv[0].partition)
+            for r in batch
+        ]
+        checked: list[Valid | Invalid] = []
+        for start in range(0, len(messages), CHECK_CHUNK):
+            checked += check(messages[start : start + CHECK_CHUNK], self.config)
+            await asyncio.sleep(0)
+        return _Fetched(messages, checked, generations)
+
+    def _current(self, fetched: _Fetched) -> tuple[list[Message], list[Valid | Invalid]]:
+        """The fetched messages of partitions still this worker's, read from where it
+        stands: a partition sought since the fetch began (assigned again, fenced and
+        reloaded, resumed) has its records dropped, the consumer reads them again from the
+        new position."""
+        kept = [
+            (m, c)
+            for m, c in zip(fetched.messages, fetched.checked, strict=True)
+            if (key := (m.topic, m.partition)) in self.positions
+            and key not in self.stopped
+            and self.assignments.get(key, 0) == fetched.generations.get(key, 0)
+        ]
+        return [m for m, _ in kept], [c for _, c in kept]
+
+    async def handle(
+        self, messages: Sequence[Message], checked: Sequence[Valid | Invalid] | None = None
+    ) -> bool:
         """Process one batch until it commits (or is fenced); then copy rejections to the DLQ.
-        False when fenced: the partition moved on, and the messages are stale."""
+        False when fenced: the partition moved on, and the messages are stale. ``checked``:
+        the messages' outcomes of ``pipeline.check``, if known."""
         ranges: dict[tuple[str, int], tuple[int, int]] = {}
         for m in messages:
             first, last = ranges.get((m.topic, m.partition), (m.offset, m.offset))
             ranges[(m.topic, m.partition)] = (min(first, m.offset), max(last, m.offset))
         offsets = ",".join(f"{p}:{a}-{b}" for (_, p), (a, b) in sorted(ranges.items()))
         with structlog.contextvars.bound_contextvars(topic=messages[0].topic, offsets=offsets):
-            return await self._handle(messages, ranges)
+            return await self._handle(messages, checked, ranges)
 
     async def _handle(
-        self, messages: Sequence[Message], ranges: dict[tuple[str, int], tuple[int, int]]
+        self,
+        messages: Sequence[Message],
+        checked: Sequence[Valid | Invalid] | None,
+        ranges: dict[tuple[str, int], tuple[int, int]],
     ) -> bool:
         generation = {key: self.assignments.get(key, 0) for key in ranges}
         started = asyncio.get_running_loop().time()
         try:
-            result = await self._process(messages)
+            result = await self._process(messages, checked)
         except Fenced as exc:
             metrics.FENCED.inc()
             log.warning("batch fenced: partition moved on", partition=str(exc))
@@ -414,7 +478,10 @@ class Worker:
             log.warning("batch failed; splitting it", error=safe_error(exc))
             metrics.BATCH_SPLITS.inc()
             half = len(messages) // 2
-            return await self.handle(messages[:half]) and await self.handle(messages[half:])
+            first, second = (checked[:half], checked[half:]) if checked else (None, None)
+            return await self.handle(messages[:half], first) and await self.handle(
+                messages[half:], second
+            )
         for key, (_, last) in ranges.items():
             # Revoked (or revoked and assigned again) while the batch ran: the listener has
             # dropped or re-read the stored position; keep what it did.
@@ -438,7 +505,9 @@ class Worker:
         await self.publish_rejections(result.rejections)
         return True
 
-    async def _process(self, messages: Sequence[Message]) -> BatchResult:
+    async def _process(
+        self, messages: Sequence[Message], checked: Sequence[Valid | Invalid] | None
+    ) -> BatchResult:
         """``process_batch`` in one transaction. A message alone that keeps failing with an
         error it may cause (``_event_specific``) is rejected instead, after a few attempts
         (a passing cause, such as a race with another worker, gets its chance)."""
@@ -447,7 +516,7 @@ class Worker:
             try:
                 return await self._commit(
                     lambda session: process_batch(
-                        session, messages, self.config, dict(self.positions)
+                        session, messages, self.config, dict(self.positions), checked
                     )
                 )
             except Fenced:
@@ -551,6 +620,7 @@ class Worker:
             tp = TopicPartition(topic, partition)
             del self.stopped[(topic, partition)]
             self.positions[(topic, partition)] = stored
+            self.assignments[(topic, partition)] = self.assignments.get((topic, partition), 0) + 1
             self._consumer.seek(tp, stored.next_offset)
             self._consumer.resume(tp)
             metrics.PARTITION_STOPPED.labels(topic, str(partition)).set(0)

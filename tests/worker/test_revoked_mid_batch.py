@@ -8,21 +8,19 @@ taken from another connection; the rebalance happens meanwhile."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import asyncpg
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tests.e2e.test_publish_to_alert import count
 from tests.factories import moved_in, person, register_orgs, years_before
 from tests.worker.test_poison import poison_trigger
 
-from lookout import kafka
-from lookout.db import create_engine, plain_url, session_factory
+from lookout.db import plain_url
 from lookout.ingest.models import Event, Rejection
 from lookout.ingest.repository import Position
 from lookout.pipeline import Message
@@ -30,28 +28,6 @@ from lookout.settings import Settings
 from lookout.worker import Worker
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest.fixture
-async def worker(settings: Settings) -> AsyncIterator[Worker]:
-    """A worker owning partition 0, driven by the test (no group: manual assignment)."""
-    await kafka.ensure_topics(settings.kafka_bootstrap_servers, {settings.events_topic: 4})
-    worker = Worker(settings)
-    engine = create_engine(settings.database_url, pool_size=2)
-    worker._sessions = session_factory(engine)
-    worker._config = await worker._pipeline_config(
-        await kafka.cluster_id(settings.kafka_bootstrap_servers)
-    )
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False
-    )
-    await consumer.start()
-    consumer.assign([TopicPartition(settings.events_topic, 0)])
-    worker._consumer = consumer
-    await worker.assign(TopicPartition(settings.events_topic, 0))
-    yield worker
-    await consumer.stop()
-    await engine.dispose()
 
 
 async def _held_before_offsets(settings: Settings) -> asyncpg.Connection:
