@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from lookout.embedded.broker import EmbeddedBroker
-from lookout.embedded.postgres import EmbeddedPostgres, EmbeddedPostgresError
+from lookout.embedded.postgres import RANDOM_PAGE_COST, EmbeddedPostgres, EmbeddedPostgresError
 from lookout.embedded.stack import run_stack
 from lookout.kafka import cluster_id, consumer_config, ensure_topics, producer_config
 from lookout.settings import Settings
@@ -110,6 +110,13 @@ async def test_postgres_connects_and_clones_from_template(embedded_pg: EmbeddedP
         assert await conn.fetchval("SHOW fsync") == "off"
         assert await conn.fetchval("SHOW max_connections") == "200"
         assert await conn.fetchval("SHOW server_encoding") == "UTF8"
+        # Lookout's planner cost and cache (docs/operations.md, "PostgreSQL settings").
+        assert await conn.fetchval("SHOW random_page_cost") == RANDOM_PAGE_COST
+        quarter_mb = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 4 >> 20
+        shared_mb = await conn.fetchval(
+            "SELECT setting::bigint * 8 / 1024 FROM pg_settings WHERE name = 'shared_buffers'"
+        )
+        assert shared_mb == min(max(quarter_mb, 128), 8192)
     finally:
         await conn.close()
 

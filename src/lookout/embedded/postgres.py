@@ -58,6 +58,17 @@ log = structlog.get_logger(__name__)
 RANDOM_PAGE_COST = "1.1"
 
 
+def default_shared_buffers() -> str:
+    """PostgreSQL's cache: a quarter of the machine's memory (PostgreSQL's own starting
+    advice for a dedicated server), between 128 MB and 8 GB. Linux gives the memory to
+    the buffers as they are first used, not at start. With 256 MB, a worker over a
+    1,000,000-person population (about 1.1 GB of tables and indexes) read most pages
+    through the kernel; with 2 GB it processed about a tenth more events a second
+    (BENCHMARKS.md, sixth round)."""
+    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return f"{min(max(memory // 4 >> 20, 128), 8192)}MB"
+
+
 class EmbeddedPostgresError(RuntimeError):
     """The embedded PostgreSQL server could not be set up, started or stopped."""
 
@@ -243,12 +254,13 @@ class EmbeddedPostgres:
         log_path: Path | None = None,
         takeover_stale: bool = False,
         max_connections: int = 200,
-        shared_buffers: str = "256MB",
+        shared_buffers: str | None = None,
     ) -> EmbeddedPostgres:
         """Initialise *data_dir* if needed and start a server on it; return once it accepts.
 
         ``durable=False`` turns off fsync, synchronous_commit and full_page_writes (fast,
-        for tests; a crash can corrupt the cluster). The log goes to *log_path*
+        for tests; a crash can corrupt the cluster). ``shared_buffers`` defaults to
+        ``default_shared_buffers()``. The log goes to *log_path*
         (default ``<data_dir>/../postgres.log``). If a server left running by a dead
         supervisor still holds *data_dir*, ``takeover_stale=True`` stops it first;
         otherwise that is an error.
@@ -305,7 +317,7 @@ class EmbeddedPostgres:
                 port,
                 durable=durable,
                 max_connections=max_connections,
-                shared_buffers=shared_buffers,
+                shared_buffers=shared_buffers or default_shared_buffers(),
             )
         except BaseException:
             server._cleanup_socket_dir()
