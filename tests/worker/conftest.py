@@ -14,8 +14,9 @@ from lookout.worker import Worker
 
 
 @pytest.fixture
-async def worker(settings: Settings) -> AsyncIterator[Worker]:
-    """A worker owning partition 0, driven by the test (no group: manual assignment)."""
+async def assigned_worker(settings: Settings) -> AsyncIterator[Worker]:
+    """A worker owning partition 0, driven by the test (no group: manual assignment; the
+    tests' ``worker`` fixture runs a whole worker instead)."""
     await kafka.ensure_topics(settings.kafka_bootstrap_servers, {settings.events_topic: 4})
     worker = Worker(settings)
     engine = create_engine(settings.database_url, pool_size=2)

@@ -47,35 +47,35 @@ async def _fetch(worker: Worker, n: int) -> _Fetched:
 async def test_records_fetched_ahead_are_checked_and_kept_while_the_partition_stands(
     settings: Settings,
     sessions: async_sessionmaker[AsyncSession],
-    worker: Worker,
+    assigned_worker: Worker,
 ) -> None:
     await register_orgs(sessions)
     await _publish(settings, 3)
-    fetched = await _fetch(worker, 3)
+    fetched = await _fetch(assigned_worker, 3)
     assert [m.offset for m in fetched.messages] == [0, 1, 2]
     assert all(isinstance(c, Valid) for c in fetched.checked)
     assert [c.content_hash for c in fetched.checked] == [  # type: ignore[union-attr]
         c.content_hash  # type: ignore[union-attr]
-        for c in check(fetched.messages, worker.config)
+        for c in check(fetched.messages, assigned_worker.config)
     ]
-    messages, checked = worker._current(fetched)
+    messages, checked = assigned_worker._current(fetched)
     assert messages == fetched.messages
-    assert await worker.handle(messages, checked)
+    assert await assigned_worker.handle(messages, checked)
     assert await count(sessions, Event) == 3
 
 
 async def test_records_fetched_ahead_are_dropped_when_their_partition_is_sought(
     settings: Settings,
     sessions: async_sessionmaker[AsyncSession],
-    worker: Worker,
+    assigned_worker: Worker,
 ) -> None:
     await register_orgs(sessions)
     await _publish(settings, 2)
-    stale = await _fetch(worker, 2)
+    stale = await _fetch(assigned_worker, 2)
     # As after a fence or a new assignment: back to the stored offset (none committed).
-    await worker.assign(TopicPartition(settings.events_topic, 0))
-    assert worker._current(stale) == ([], [])
-    again = await _fetch(worker, 2)
+    await assigned_worker.assign(TopicPartition(settings.events_topic, 0))
+    assert assigned_worker._current(stale) == ([], [])
+    again = await _fetch(assigned_worker, 2)
     assert [m.offset for m in again.messages] == [0, 1]
-    assert await worker.handle(*worker._current(again))
+    assert await assigned_worker.handle(*assigned_worker._current(again))
     assert await count(sessions, Event) == 2

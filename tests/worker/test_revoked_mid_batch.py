@@ -50,12 +50,12 @@ def _batch(settings: Settings) -> list[Message]:
 
 
 async def test_a_batch_fenced_by_the_new_owner_commits_nothing(
-    settings: Settings, sessions: async_sessionmaker[AsyncSession], worker: Worker
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], assigned_worker: Worker
 ) -> None:
     await register_orgs(sessions)
     topic = settings.events_topic
     blocker = await _held_before_offsets(settings)
-    batch = asyncio.create_task(worker.handle(_batch(settings)))
+    batch = asyncio.create_task(assigned_worker.handle(_batch(settings)))
     await _until_waiting(blocker)
     # Meanwhile the partition moved: its new owner committed up to offset 5.
     await blocker.execute(
@@ -63,7 +63,7 @@ async def test_a_batch_fenced_by_the_new_owner_commits_nothing(
         " VALUES ($1, $2, 0, $3, 5)",
         settings.consumer_group,
         topic,
-        worker.config.cluster_id,
+        assigned_worker.config.cluster_id,
     )
     await blocker.execute("COMMIT")
     await blocker.close()
@@ -71,18 +71,18 @@ async def test_a_batch_fenced_by_the_new_owner_commits_nothing(
 
     assert await count(sessions, Event) == 0  # the event, its audit: all rolled back
     # and the worker now believes what is stored, not what it had processed
-    assert worker.positions[(topic, 0)] == Position(worker.config.cluster_id, 5)
+    assert assigned_worker.positions[(topic, 0)] == Position(assigned_worker.config.cluster_id, 5)
 
 
 async def test_a_partition_revoked_mid_batch_is_not_brought_back(
-    settings: Settings, sessions: async_sessionmaker[AsyncSession], worker: Worker
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], assigned_worker: Worker
 ) -> None:
     await register_orgs(sessions)
     topic = settings.events_topic
     blocker = await _held_before_offsets(settings)
-    batch = asyncio.create_task(worker.handle(_batch(settings)))
+    batch = asyncio.create_task(assigned_worker.handle(_batch(settings)))
     await _until_waiting(blocker)
-    worker.on_revoked({TopicPartition(topic, 0)})
+    assigned_worker.on_revoked({TopicPartition(topic, 0)})
     await blocker.execute("ROLLBACK")
     await blocker.close()
     await asyncio.wait_for(batch, 30)
@@ -90,11 +90,11 @@ async def test_a_partition_revoked_mid_batch_is_not_brought_back(
     # Nobody else had moved the stored offset, so the batch's work stands; but the worker
     # no longer owns partition 0 and must not track (or report lag for) it.
     assert await count(sessions, Event) == 1
-    assert (topic, 0) not in worker.positions
+    assert (topic, 0) not in assigned_worker.positions
 
 
 async def test_a_split_batch_whose_first_half_is_fenced_never_runs_its_second_half(
-    settings: Settings, sessions: async_sessionmaker[AsyncSession], worker: Worker
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], assigned_worker: Worker
 ) -> None:
     """The batch fails on a poison event (offset 3) and is split; meanwhile the partition
     moved on (its new owner stored offset 2), so the first half is fenced. The second half
@@ -110,12 +110,16 @@ async def test_a_split_batch_whose_first_half_is_fenced_never_runs_its_second_ha
                 "INSERT INTO consumer_offsets (group_id, topic, partition, cluster_id, next_offset)"
                 " VALUES (:group, :topic, 0, :cluster, 2)"
             ),
-            {"group": settings.consumer_group, "topic": topic, "cluster": worker.config.cluster_id},
+            {
+                "group": settings.consumer_group,
+                "topic": topic,
+                "cluster": assigned_worker.config.cluster_id,
+            },
         )
     messages = [Message(topic, 0, i, b"k", orjson.dumps(e)) for i, e in enumerate(events)]
 
-    assert not await worker.handle(messages)
+    assert not await assigned_worker.handle(messages)
 
     assert await count(sessions, Event) == 0
     assert await count(sessions, Rejection) == 0
-    assert worker.positions[(topic, 0)] == Position(worker.config.cluster_id, 2)
+    assert assigned_worker.positions[(topic, 0)] == Position(assigned_worker.config.cluster_id, 2)

@@ -517,8 +517,8 @@ class EmbeddedPostgres:
             # Lookout's data lives on local SSD and mostly in memory, where a random page
             # read costs about what a sequential one does. At PostgreSQL's default of 4 the
             # planner answered the worker's lookups of a batch's 2,000 keys with a scan and
-            # hash of the whole table at 100,000 persons (70-90 ms a lookup where index
-            # probes take a few ms; docs/operations.md, "PostgreSQL settings").
+            # hash of the whole table at 100,000 persons (70-90 ms a lookup; probing the
+            # indexes, under 25-33 ms; docs/operations.md, "PostgreSQL settings").
             "random_page_cost": RANDOM_PAGE_COST,
         }
         if not durable:
