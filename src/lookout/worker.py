@@ -115,10 +115,16 @@ def _event_specific(exc: BaseException) -> bool:
     return True
 
 
+# Fetched records by partition, and the partitions' assignment generations then.
+_Records = tuple[
+    dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]], dict[tuple[str, int], int]
+]
+
+
 @dataclass(frozen=True, slots=True)
 class _Fetched:
-    """Records fetched ahead: the messages, each one's own checks, and the partitions'
-    assignment generations when the fetch began."""
+    """Fetched records: the messages, each one's own checks, and the partitions'
+    assignment generations when the consumer returned them."""
 
     messages: list[Message]
     checked: list[Valid | Invalid]
@@ -384,14 +390,12 @@ class Worker:
             if self._listener is not None:
                 await self._listener.close()
 
-    async def _fetch(self) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
+    async def _fetch(self) -> _Records:
         """The next records (waiting at most 200 ms for them), or none once a stop is
         requested: while a rebalance is in progress ``getmany`` waits for the assignment
-        whatever its timeout, which in a rebalance storm can outlast any grace period."""
-        assert self._consumer is not None
-        fetch = asyncio.ensure_future(
-            self._consumer.getmany(timeout_ms=200, max_records=self.settings.worker_batch_max)
-        )
+        whatever its timeout, which in a rebalance storm can outlast any grace period.
+        With them, the partitions' assignment generations as they were returned."""
+        fetch = asyncio.ensure_future(self._poll())
         stop = asyncio.ensure_future(self.stopping.wait())
         try:
             await asyncio.wait({fetch, stop}, return_when=asyncio.FIRST_COMPLETED)
@@ -402,17 +406,26 @@ class Worker:
                 with contextlib.suppress(asyncio.CancelledError):
                     await fetch
         if fetch.cancelled():  # a stop was requested first
-            return {}
-        records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = fetch.result()
-        return records
+            return {}, {}
+        return fetch.result()
+
+    async def _poll(self) -> _Records:
+        assert self._consumer is not None
+        records = await self._consumer.getmany(
+            timeout_ms=200, max_records=self.settings.worker_batch_max
+        )
+        # Read in the same step as getmany returns (no other task runs in between). The
+        # records are from each partition's position at that moment, which a seek made
+        # while getmany waited (the rebalance listener's) has already moved; only a seek
+        # after this makes them stale.
+        return records, dict(self.assignments)
 
     async def _fetch_and_check(self) -> _Fetched:
         """The next records, as messages, with the outcome of each one's own checks
         (``pipeline.check``). Run as a task beside the current batch, the checks take the
         time that batch spends waiting on PostgreSQL: they go a few messages at a time,
         letting the batch go on whenever PostgreSQL has answered."""
-        generations = dict(self.assignments)
-        records = await self._fetch()
+        records, generations = await self._fetch()
         messages = [
             Message(tp.topic, tp.partition, r.offset, r.key, r.value)
             for tp, batch in sorted(records.items(), key=lambda kv: kv[0].partition)
@@ -426,9 +439,10 @@ class Worker:
 
     def _current(self, fetched: _Fetched) -> tuple[list[Message], list[Valid | Invalid]]:
         """The fetched messages of partitions still this worker's, read from where it
-        stands: a partition sought since the fetch began (assigned again, fenced and
-        reloaded, resumed) has its records dropped, the consumer reads them again from the
-        new position."""
+        stands: a partition sought since the consumer returned them (assigned again,
+        fenced and reloaded, resumed) has its records dropped, and the consumer reads them
+        again from the new position. (A seek before they were returned is not one: they
+        are from its position, and dropping them would skip them.)"""
         kept = [
             (m, c)
             for m, c in zip(fetched.messages, fetched.checked, strict=True)
@@ -717,12 +731,11 @@ class Worker:
                 )
             ).get(tp.partition)
             if stored is not None and stored.cluster_id == cluster:
-                self._consumer.seek(tp, stored.next_offset)
+                offset = stored.next_offset
             else:
                 # Not seek_to_beginning(): awaited inside the rebalance listener, it waits for
                 # the fetcher, which waits for the rebalance to finish.
-                start = (await self._consumer.beginning_offsets([tp]))[tp]
-                self._consumer.seek(tp, start)
+                start = offset = (await self._consumer.beginning_offsets([tp]))[tp]
                 if stored is not None:
                     # Record the new log now, so the stored offset never points past its end.
                     fresh = Position(cluster, start)
@@ -746,10 +759,14 @@ class Worker:
                             )
                         ],
                     )
+        # The position, the generation and the seek in one step (no await between): records
+        # the consumer returned before it are of an older generation and dropped (the seek
+        # reads them again), those returned after it are from this position.
         self.positions[(tp.topic, tp.partition)] = stored
         self.assignments[(tp.topic, tp.partition)] = (
             self.assignments.get((tp.topic, tp.partition), 0) + 1
         )
+        self._consumer.seek(tp, offset)
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         # Retried here: aiokafka only logs a listener's exception, and a partition left
