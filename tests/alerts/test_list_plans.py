@@ -32,21 +32,19 @@ _COLUMN = {"status": "status", "severity": "severity", "rule_id": "rule_id", "te
 
 async def _plan(session: AsyncSession, order: str, filters: frozenset[str]) -> dict[str, Any]:
     """The plan of the list statement for this shape, as asyncpg sends it."""
-    statement = repository._listing(order, filters)
+    listing = repository._listing(order, filters)
     params = {name: _VALUES[name] for name in filters} | {"org_id": "hackney-cs", "limit": 51}
     if order == "before":
         params |= {"before_created": datetime.now(UTC), "before_id": uuid.uuid4()}
     if order == "after":
         params |= {"after": 0}
+    params |= listing.bound  # literals
     connection = await session.connection()
-    compiled = statement.compile(dialect=connection.dialect)
-    params |= {k: v for k, v in compiled.params.items() if k not in params}  # literals
     raw = (await connection.get_raw_connection()).driver_connection
     assert raw is not None
-    assert compiled.positiontup is not None
     await raw.execute("ANALYZE alerts; SET enable_seqscan = off; SET enable_bitmapscan = off")
     found = await raw.fetchval(
-        "EXPLAIN (FORMAT JSON) " + str(compiled), *(params[n] for n in compiled.positiontup)
+        "EXPLAIN (FORMAT JSON) " + listing.sql, *(params[n] for n in listing.names)
     )
     # The engine's codec has decoded the json already.
     plan: dict[str, Any] = (orjson.loads(found) if isinstance(found, str) else found)[0]["Plan"]
