@@ -43,7 +43,9 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import orjson
 
+from lookout.household.service import ENROLMENT, FLAG_TYPES, RESIDENCE
 from lookout.identity.identifiers import nhs_number_check_digit, upn_check_letter
 from lookout.identity.scoring import Demographics
 
@@ -739,10 +741,11 @@ def cloudevents(pop: Population, *, incidents: float = 0.01) -> Iterator[dict[st
 async def bulk_load(conn: asyncpg.Connection, pop: Population) -> dict[str, int]:
     """Write the population's graph into an empty, migrated database with COPY: persons
     (with normalised demographics and blocking keys), identifiers, households, residences,
-    relationships (each with a stored relationship event, data purged), enrolments and
-    flags. Person ids are ``index + 1``, household ids ``index + 1``. Persons are written
-    with ``has_nhs_number`` already set, so that the trigger that keeps it (migration 0008)
-    finds nothing to change when the identifiers follow. Returns row counts."""
+    relationships, enrolments and flags, each with the stored events (data purged, facts
+    kept) it would be rebuilt from. Person ids are ``index + 1``, household ids
+    ``index + 1``. Persons are written with ``has_nhs_number`` already set, so that the
+    trigger that keeps it (migration 0008) finds nothing to change when the identifiers
+    follow. Returns row counts."""
     person_rows = []
     for p in pop.persons:
         demo = Demographics.from_raw(p.given_name, p.family_name, p.birth_date, p.postcode)
@@ -811,24 +814,31 @@ async def bulk_load(conn: asyncpg.Connection, pop: Population) -> dict[str, int]
     relationships = [
         (a, b, kind, h.since) for h in pop.households for a, b, kind in h.relationships
     ]
+    # The events behind the graph, as the worker stores them once retention has purged
+    # their payloads: a person's next residence, plan or enrolment event then changes their
+    # graph from its date on (``household.rebuild_graph`` reads these facts), as it would in
+    # production, instead of replacing everything that was loaded.
+    facts = list(_graph_facts(pop, residences, relationships))
     now = datetime.now(UTC)
     events = [
         (
             i + 1,
-            AGENCIES["council"],
-            f"bulk-rel-{pop.seed}-{i}",
-            "uk.lookout.person.relationship.v1",
-            datetime(since.year, since.month, since.day, tzinfo=UTC),
+            source,
+            f"bulk-{pop.seed}-{i}",
+            event_type,
+            datetime(on.year, on.month, on.day, tzinfo=UTC),
             f"bulk-{i}",
             hashlib.sha256(f"{pop.seed}-{i}".encode()).digest(),
-            a + 1,
-            "{}",
+            person,
+            household_id,
+            orjson.dumps(fact).decode(),
             now,
             0,
             i,
         )
-        for i, (a, _, _, since) in enumerate(relationships)
+        for i, (source, event_type, person, household_id, on, fact) in enumerate(facts)
     ]
+    del facts
     await conn.copy_records_to_table(
         "events",
         records=events,
@@ -841,6 +851,7 @@ async def bulk_load(conn: asyncpg.Connection, pop: Population) -> dict[str, int]
             "subject_ref",
             "content_hash",
             "subject_person_id",
+            "household_id",
             "facts",
             "received_at",
             "kafka_partition",
@@ -876,6 +887,47 @@ async def bulk_load(conn: asyncpg.Connection, pop: Population) -> dict[str, int]
         "identifiers": len(identifiers),
         "residences": len(residences),
         "relationships": len(relationships),
+        "events": len(events),
         "enrolments": len(pop.enrolments),
         "flags": len(pop.flags),
     }
+
+
+# (source, type, person id, household id, date, facts) of one stored event.
+_GraphFact = tuple[str, str, int, int | None, date, dict[str, Any]]
+
+
+def _graph_facts(
+    pop: Population,
+    residences: list[tuple[int, int, date, date | None]],
+    relationships: list[tuple[int, int, str, date]],
+) -> Iterator[_GraphFact]:
+    """The facts of the events the loaded graph is rebuilt from, as the pipeline extracts
+    them (``pipeline._extract_facts``): a move-in for every residence, a move-out for every
+    ended one, a start and an end for every flag, an enrolment for every school. Rebuilt
+    from them, the graph is exactly the loaded one (a test holds it)."""
+    council = AGENCIES["council"]
+    for a, _, _, since in relationships:
+        yield council, "uk.lookout.person.relationship.v1", a + 1, None, since, {}
+    for person, home, start, end in residences:
+        for change, on in (("moved_in", start), ("moved_out", end)):
+            if on is not None:
+                move = {"household_id": home, "change": change, "date": str(on)}
+                yield council, RESIDENCE, person, home, on, move | {"keeps_previous": False}
+    flag_types = {kind: event_type for event_type, kind in FLAG_TYPES.items()}
+    for f in pop.flags:
+        for change, when in (("started", f.start), ("ended", f.end)):
+            if when is not None:
+                flag = {"flag": f.kind, "la_code": f.holder, "change": change, "date": str(when)}
+                yield council, flag_types[f.kind], f.person + 1, None, when, flag
+    for e in pop.enrolments:
+        last_day = str(e.end - timedelta(days=1)) if e.end else None
+        school = {"school_urn": e.kind, "start_date": str(e.start), "end_date": last_day}
+        yield (
+            AGENCIES["schools"],
+            ENROLMENT,
+            e.person + 1,
+            None,
+            e.start,
+            school | {"dsl_org_id": e.holder},
+        )
