@@ -39,8 +39,8 @@ from lookout.ingest.validation import Invalid, Reason, Valid, person_refs, valid
 from lookout.rules.evaluator import Candidate, HistoryEvent, NamedPerson, TriggerEvent, evaluate
 from lookout.rules.model import Rule
 
-RESIDENCE = "uk.lookout.person.residence.v1"
-RELATIONSHIP = "uk.lookout.person.relationship.v1"
+RESIDENCE = household.RESIDENCE
+RELATIONSHIP = household.RELATIONSHIP
 RETRACTION = "uk.lookout.event.retraction.v1"
 ENROLMENT = household.ENROLMENT
 

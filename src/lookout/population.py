@@ -45,7 +45,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from lookout.household.service import ENROLMENT, FLAG_TYPES, RESIDENCE
+from lookout.household.service import ENROLMENT, FLAG_TYPES, RELATIONSHIP, RESIDENCE
 from lookout.identity.identifiers import nhs_number_check_digit, upn_check_letter
 from lookout.identity.scoring import Demographics
 
@@ -908,7 +908,7 @@ def _graph_facts(
     from them, the graph is exactly the loaded one (a test holds it)."""
     council = AGENCIES["council"]
     for a, _, _, since in relationships:
-        yield council, "uk.lookout.person.relationship.v1", a + 1, None, since, {}
+        yield council, RELATIONSHIP, a + 1, None, since, {}
     for person, home, start, end in residences:
         for change, on in (("moved_in", start), ("moved_out", end)):
             if on is not None:

@@ -41,6 +41,7 @@ from lookout.identity import repository as identity_repository
 from lookout.orgs.models import OrgKind
 
 RESIDENCE = "uk.lookout.person.residence.v1"
+RELATIONSHIP = "uk.lookout.person.relationship.v1"
 CHILD_PROTECTION_PLAN = "uk.lookout.social_care.child_protection_plan.v1"
 LOOKED_AFTER = "uk.lookout.social_care.looked_after.v1"
 ENROLMENT = "uk.lookout.education.enrolment.v1"
