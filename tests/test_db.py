@@ -1,14 +1,19 @@
 """``lookout.db.fetch`` runs on the session's own connection and transaction: what it
-writes commits or rolls back with the session's other statements, whichever ran first."""
+writes commits or rolls back with the session's other statements, whichever ran first,
+and after the transaction ends it runs in the session's next one."""
 
 from __future__ import annotations
 
+import asyncio
+
+import asyncpg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lookout.api.deps import commit_each_statement
-from lookout.db import fetch
+from lookout.db import create_engine, fetch, session_factory
+from lookout.settings import Settings
 
 
 async def _probe(sessions: async_sessionmaker[AsyncSession]) -> list[int]:
@@ -50,3 +55,46 @@ async def test_fetch_in_autocommit_commits_each_statement(
         await fetch(session, "INSERT INTO fetch_probe VALUES (3)")
         await session.rollback()
     assert await _probe(sessions) == [3]
+
+
+async def _txid(session: AsyncSession) -> int:
+    [(txid,)] = await fetch(session, "SELECT txid_current()")
+    return int(txid)
+
+
+@pytest.mark.parametrize("end", ["commit", "rollback", "failed statement"])
+async def test_fetch_follows_the_session_into_its_next_transaction(
+    sessions: async_sessionmaker[AsyncSession], end: str
+) -> None:
+    """One session, several transactions (as the worker runs its batches): ``fetch`` keeps
+    to one transaction until the session ends it, then runs in the next one."""
+    async with sessions() as session:
+        first = await _txid(session)
+        assert await _txid(session) == first
+        if end == "failed statement":
+            with pytest.raises(asyncpg.PostgresError):
+                await fetch(session, "SELECT 1 / 0")
+        await (session.commit() if end == "commit" else session.rollback())
+        second = await _txid(session)
+        assert second != first
+        assert await _txid(session) == second  # in a transaction, not one per statement
+        assert (await session.execute(text("SELECT txid_current()"))).scalar_one() == second
+
+
+async def test_fetch_never_uses_a_connection_given_back(settings: Settings) -> None:
+    """With one pooled connection: after A commits, B takes the connection and begins a
+    transaction. A's next ``fetch`` waits for the connection instead of running in B's
+    transaction (or beside B's statement on the same connection)."""
+    engine = create_engine(settings.database_url, pool_size=1, max_overflow=0)
+    sessions = session_factory(engine)
+    try:
+        async with sessions() as a, sessions() as b:
+            await _txid(a)
+            await a.commit()
+            taken = await _txid(b)
+            waiting = asyncio.create_task(_txid(a))
+            assert await _txid(b) == taken
+            await b.commit()
+            assert await waiting != taken
+    finally:
+        await engine.dispose()

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import asyncpg
 import orjson
-from sqlalchemy import BigInteger, ColumnElement, DateTime, MetaData, any_, bindparam
+from sqlalchemy import BigInteger, ColumnElement, DateTime, MetaData, any_, bindparam, event
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase, QueryableAttribute
+from sqlalchemy.orm import DeclarativeBase, QueryableAttribute, Session, SessionTransaction
 from sqlalchemy.types import TypeEngine
 
 NAMING_CONVENTION = {
@@ -110,10 +110,31 @@ async def fetch(session: AsyncSession, sql: str, *args: Any) -> list[asyncpg.Rec
     first statement it runs itself), or on its own in autocommit mode
     (``api.deps.commit_each_statement``). Unlike ``session.execute`` it does not flush
     pending ORM objects first. Errors are asyncpg's own, not SQLAlchemy's wrappers."""
+    driver: asyncpg.Connection | None = session.info.get(_DRIVER)
+    if driver is None:
+        driver = await _driver(session)
+    return await driver.fetch(sql, *args)
+
+
+# The asyncpg connection of a session's transaction, kept in ``session.info`` from the
+# first ``fetch`` until the transaction ends: finding it through the session costs about
+# as much CPU as running a small statement (BENCHMARKS.md, item 22).
+_DRIVER = "lookout.db.driver"
+
+
+async def _driver(session: AsyncSession) -> asyncpg.Connection:
     connection = await session.connection()
     raw = await connection.get_raw_connection()
     driver: asyncpg.Connection = raw.driver_connection  # type: ignore[assignment]
     autocommit = raw.dbapi_connection is not None and raw.dbapi_connection.autocommit
     if not driver.is_in_transaction() and not autocommit:
         await connection.exec_driver_sql("SELECT 1")
-    return await driver.fetch(sql, *args)
+    session.info[_DRIVER] = driver
+    return driver
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_driver(session: Session, transaction: SessionTransaction) -> None:
+    """The session gives its connection back when its transaction ends (commit, rollback,
+    close): the next ``fetch`` looks up the connection of the next transaction."""
+    session.info.pop(_DRIVER, None)
