@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lookout.api.deps import commit_each_statement
-from lookout.db import create_engine, fetch, session_factory
+from lookout.db import create_engine, fetch, plain_url, session_factory
 from lookout.settings import Settings
 
 
@@ -98,3 +98,35 @@ async def test_fetch_never_uses_a_connection_given_back(settings: Settings) -> N
             assert await waiting != taken
     finally:
         await engine.dispose()
+
+
+async def test_connections_the_server_closed_are_replaced_not_used(settings: Settings) -> None:
+    """No pre-ping: a pooled connection whose session the server ended (a restart, an
+    operator) is replaced as it is taken from the pool, so the next transactions run."""
+    engine = create_engine(settings.database_url, pool_size=2, max_overflow=0)
+    sessions = session_factory(engine)
+    try:
+        async with sessions() as a, sessions() as b:  # both pooled connections in use
+            before = {await _backend(a), await _backend(b)}
+        admin = await asyncpg.connect(plain_url(settings.database_url))
+        try:
+            ended = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE pid = ANY($1::int[])",
+                list(before),
+            )
+        finally:
+            await admin.close()
+        assert ended == 2
+        await asyncio.sleep(0.5)  # this event loop sees the sockets close
+        async with sessions() as a, sessions() as b:
+            after = {await _backend(a), await _backend(b)}
+        assert after.isdisjoint(before)
+        assert len(after) == 2
+    finally:
+        await engine.dispose()
+
+
+async def _backend(session: AsyncSession) -> int:
+    [(pid,)] = await fetch(session, "SELECT pg_backend_pid()")
+    return int(pid)

@@ -8,15 +8,12 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy import event
-from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -64,20 +61,9 @@ def _problem(
 
 
 def api_engine(url: str) -> AsyncEngine:
-    """The API's engine. Instead of SQLAlchemy's pre-ping (for asyncpg: BEGIN, an empty
-    statement and ROLLBACK, three round trips before every request's own), a pooled
-    connection is checked for a closed socket as it is taken from the pool: a PostgreSQL
-    that restarted or ended the session has closed it, and asyncpg has seen that by then.
-    Such a connection is replaced (SQLAlchemy retries the checkout with a new one) before a
-    request can use it, as the pre-ping did."""
-    engine = create_engine(url, pool_size=10, pool_pre_ping=False)
-
-    def closed_is_stale(dbapi_connection: Any, record: Any, proxy: Any) -> None:
-        if dbapi_connection.driver_connection.is_closed():
-            raise DisconnectionError("the pooled connection was closed by the server")
-
-    event.listen(engine.sync_engine, "checkout", closed_is_stale)
-    return engine
+    """The API's engine: ``db.create_engine`` (no pre-ping; closed connections replaced
+    as they are taken from the pool) with room for concurrent requests."""
+    return create_engine(url, pool_size=10)
 
 
 class Observe:
