@@ -58,8 +58,12 @@ async def test_fetch_in_autocommit_commits_each_statement(
 
 
 async def _txid(session: AsyncSession) -> int:
-    [(txid,)] = await fetch(session, "SELECT txid_current()")
-    return int(txid)
+    return await _value(session, "SELECT txid_current()")
+
+
+async def _value(session: AsyncSession, sql: str) -> int:
+    [(value,)] = await fetch(session, sql)
+    return int(value)
 
 
 @pytest.mark.parametrize("end", ["commit", "rollback", "failed statement"])
@@ -100,6 +104,9 @@ async def test_fetch_never_uses_a_connection_given_back(settings: Settings) -> N
         await engine.dispose()
 
 
+_BACKEND = "SELECT pg_backend_pid()"
+
+
 async def test_connections_the_server_closed_are_replaced_not_used(settings: Settings) -> None:
     """No pre-ping: a pooled connection whose session the server ended (a restart, an
     operator) is replaced as it is taken from the pool, so the next transactions run."""
@@ -107,7 +114,7 @@ async def test_connections_the_server_closed_are_replaced_not_used(settings: Set
     sessions = session_factory(engine)
     try:
         async with sessions() as a, sessions() as b:  # both pooled connections in use
-            before = {await _backend(a), await _backend(b)}
+            before = {await _value(a, _BACKEND), await _value(b, _BACKEND)}
         admin = await asyncpg.connect(plain_url(settings.database_url))
         try:
             ended = await admin.fetchval(
@@ -120,13 +127,8 @@ async def test_connections_the_server_closed_are_replaced_not_used(settings: Set
         assert ended == 2
         await asyncio.sleep(0.5)  # this event loop sees the sockets close
         async with sessions() as a, sessions() as b:
-            after = {await _backend(a), await _backend(b)}
+            after = {await _value(a, _BACKEND), await _value(b, _BACKEND)}
         assert after.isdisjoint(before)
         assert len(after) == 2
     finally:
         await engine.dispose()
-
-
-async def _backend(session: AsyncSession) -> int:
-    [(pid,)] = await fetch(session, "SELECT pg_backend_pid()")
-    return int(pid)
