@@ -127,6 +127,18 @@ _GRAPH = {
 }
 
 
+# Relationship rows whose event (as the pipeline stores one) names another relationship.
+_RELATIONSHIP_EVENTS_DIFFERING = """
+    SELECT count(*) FROM relationships r JOIN events e ON e.id = r.event_id
+    WHERE e.type <> 'uk.lookout.person.relationship.v1'
+        OR e.subject_person_id <> r.person_id
+        OR (e.facts ->> 'related_person_id')::bigint <> r.related_person_id
+        OR e.facts ->> 'relationship' <> r.kind
+        OR (e.facts ->> 'start_date')::date <> r.valid_from
+        OR e.facts ->> 'end_date' IS NOT NULL
+"""
+
+
 async def _graph(conn: asyncpg.Connection) -> dict[str, Counter[tuple[object, ...]]]:
     return {name: Counter(tuple(r) for r in await conn.fetch(sql)) for name, sql in _GRAPH.items()}
 
@@ -136,7 +148,9 @@ async def test_the_loaded_graph_is_what_its_events_rebuild(
     database_url: str, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     """Every loaded residence, flag and enrolment has the stored events it is rebuilt from,
-    so a person's next event changes their graph only from its date, as in production."""
+    so a person's next event changes their graph only from its date, as in production; and
+    every loaded relationship has its relationship event, with the facts the pipeline
+    stores."""
     pop = generate(600, seed=12)
     assert pop.previous  # every kind of fact is exercised
     assert pop.flags
@@ -149,8 +163,10 @@ async def test_the_loaded_graph_is_what_its_events_rebuild(
             touched = await household.rebuild_graph(session, range(1, len(pop.persons) + 1))
             await session.commit()
         rebuilt = await _graph(conn)
+        related = await conn.fetchval(_RELATIONSHIP_EVENTS_DIFFERING)
     finally:
         await conn.close()
     assert rebuilt == loaded
     assert all(not spans for spans in touched.spans.values())
     assert any(end is not None for *_, end in loaded["residences"])  # ended residences too
+    assert related == 0  # every relationship row's event names the same relationship

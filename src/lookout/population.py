@@ -903,17 +903,30 @@ def _graph_facts(
     relationships: list[tuple[int, int, str, date]],
 ) -> Iterator[_GraphFact]:
     """The facts of the events the loaded graph is rebuilt from, as the pipeline extracts
-    them (``pipeline._extract_facts``): a move-in for every residence, a move-out for every
-    ended one, a start and an end for every flag, an enrolment for every school. Rebuilt
-    from them, the graph is exactly the loaded one (a test holds it)."""
+    them (``pipeline._extract_facts``): a relationship event for every relationship, a
+    move-in for every residence, a move-out for every ended one, a start and an end for
+    every flag, an enrolment for every school. Rebuilt from them, the graph is exactly the
+    loaded one (a test holds it). The relationships come first, in order: the loaded
+    relationship rows name their events as ids 1 to n."""
     council = AGENCIES["council"]
-    for a, _, _, since in relationships:
-        yield council, RELATIONSHIP, a + 1, None, since, {}
+    for a, b, kind, since in relationships:
+        related = {
+            "related_person_id": b + 1,
+            "relationship": kind,
+            "start_date": str(since),
+            "end_date": None,
+        }
+        yield council, RELATIONSHIP, a + 1, None, since, related
     for person, home, start, end in residences:
         for change, on in (("moved_in", start), ("moved_out", end)):
             if on is not None:
-                move = {"household_id": home, "change": change, "date": str(on)}
-                yield council, RESIDENCE, person, home, on, move | {"keeps_previous": False}
+                move = {
+                    "household_id": home,
+                    "change": change,
+                    "date": str(on),
+                    "keeps_previous": False,
+                }
+                yield council, RESIDENCE, person, home, on, move
     flag_types = {kind: event_type for event_type, kind in FLAG_TYPES.items()}
     for f in pop.flags:
         for change, when in (("started", f.start), ("ended", f.end)):
@@ -921,13 +934,10 @@ def _graph_facts(
                 flag = {"flag": f.kind, "la_code": f.holder, "change": change, "date": str(when)}
                 yield council, flag_types[f.kind], f.person + 1, None, when, flag
     for e in pop.enrolments:
-        last_day = str(e.end - timedelta(days=1)) if e.end else None
-        school = {"school_urn": e.kind, "start_date": str(e.start), "end_date": last_day}
-        yield (
-            AGENCIES["schools"],
-            ENROLMENT,
-            e.person + 1,
-            None,
-            e.start,
-            school | {"dsl_org_id": e.holder},
-        )
+        school = {
+            "school_urn": e.kind,
+            "start_date": str(e.start),
+            "end_date": str(e.end - timedelta(days=1)) if e.end else None,
+            "dsl_org_id": e.holder,
+        }
+        yield AGENCIES["schools"], ENROLMENT, e.person + 1, None, e.start, school
