@@ -11,7 +11,7 @@ and publish-to-alert latency at a steady rate.
   and its peak resident memory at half and at all of the backlog.
 * :func:`steady_rate` publishes at a fixed rate while a worker and the API run, and
   measures each accepted event's latency from publish to its commit (seen in PostgreSQL)
-  or, for an event that raises alerts, to the alert being readable through
+  or, when its batch raised alerts, to the last of them being readable through
   ``GET /v1/alerts`` (read by sequence, as a subscriber does). It also says where the
   host's CPU went meanwhile: each process's CPU time per published event (the worker,
   PostgreSQL, the broker, the API, and this process: the producer and both pollers) and
@@ -412,9 +412,15 @@ async def steady_rate(
         observer.stop.set()
         stopped = time.perf_counter()
         await asyncio.gather(*tasks)
+        # Each alert seen, with the events of the batch that raised it: the rows one
+        # transaction wrote share its now() (events.received_at, alerts.created_at). That
+        # batch is its trigger event's, or a later one whose event made an earlier trigger
+        # event's rule hold (DESIGN.md "Order does not matter"): its latency runs from that
+        # later event, not from the trigger's publication.
         rows = await conn.fetch(
-            "SELECT a.id::text AS id, e.source, e.event_id FROM alerts a"
-            " JOIN events e ON e.id = a.trigger_event_id WHERE a.id::text = ANY($1::text[])",
+            "SELECT a.id::text AS id, e.source, e.event_id, e.id = a.trigger_event_id AS trigger"
+            " FROM alerts a JOIN events e ON e.received_at = a.created_at"
+            " WHERE a.id::text = ANY($1::text[])",
             list(observer.alert_seen),
         )
     finally:
@@ -427,8 +433,9 @@ async def steady_rate(
             worker.stop()
     alert_at: dict[tuple[str, str], float] = {}
     for row in rows:
-        trigger = (row["source"], row["event_id"])
-        alert_at[trigger] = max(alert_at.get(trigger, 0.0), observer.alert_seen[row["id"]])
+        event = (row["source"], row["event_id"])
+        alert_at[event] = max(alert_at.get(event, 0.0), observer.alert_seen[row["id"]])
+    raised_with_trigger = {row["id"] for row in rows if row["trigger"]}
     latencies = []
     with_alert = pending = 0
     for event_key, (at, delivery) in published.items():
@@ -453,6 +460,8 @@ async def steady_rate(
         "latency_events": len(latencies),
         "not_committed": pending,
         "events_with_alert": with_alert,
+        "alerts_seen": len(observer.alert_seen),
+        "alerts_raised_later": len(observer.alert_seen.keys() - raised_with_trigger),
         "latency_p50_ms": percentile(latencies, 0.5),
         "latency_p99_ms": percentile(latencies, 0.99),
         "latency_max_ms": max(latencies, default=float("nan")),

@@ -344,6 +344,8 @@ async def _e2e(
             r[f"{prefix}_drained"] = int(out["drained"])
             r[f"{prefix}_events_measured"] = out["latency_events"]
             r[f"{prefix}_events_with_alert"] = out["events_with_alert"]
+            r[f"{prefix}_alerts_seen"] = out["alerts_seen"]
+            r[f"{prefix}_alerts_raised_later"] = out["alerts_raised_later"]
             r[f"{prefix}_events_not_committed"] = out["not_committed"]
             r[f"{prefix}_host_busy_pct"] = round(out["host_busy_pct"], 1)
             r |= {
