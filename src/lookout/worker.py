@@ -9,7 +9,8 @@ batch; nothing is skipped. An event that fails on its own with an error retrying
 cure is isolated by splitting its batch and rejected (``processing_failed``, to the DLQ);
 an error of the environment stops the worker. SIGTERM finishes the current batch, commits
 and leaves. A worker that is behind fetches and checks the next batch while the current
-one waits on PostgreSQL (docs/architecture.md, "One batch, one transaction").
+one waits on PostgreSQL (docs/architecture.md, "One batch, one transaction"). A batch's
+rejections are copied to the DLQ topic while the next batch runs.
 """
 
 from __future__ import annotations
@@ -166,6 +167,8 @@ class Worker:
         # Bumped each time a partition is assigned or revoked: a batch that was running
         # meanwhile must not write its idea of the position over the new owner's.
         self.assignments: dict[tuple[str, int], int] = {}
+        # The DLQ copy of the last batch's rejections, made while the next batch runs.
+        self._dlq_copy: asyncio.Task[None] | None = None
 
     @property
     def config(self) -> PipelineConfig:
@@ -386,6 +389,8 @@ class Worker:
                 await asyncio.wait_for(self._consumer.stop(), timeout=STOP_TIMEOUT_S)
             except TimeoutError:
                 log.warning("leaving the consumer group timed out", timeout_s=STOP_TIMEOUT_S)
+            with contextlib.suppress(TimeoutError):  # else the next start's sweep copies them
+                await asyncio.wait_for(self.dlq_copied(), timeout=STOP_TIMEOUT_S)
             await self._producer.stop()
             if self._listener is not None:
                 await self._listener.close()
@@ -516,7 +521,9 @@ class Worker:
             rejected=len(result.rejections),
             alerts=len(result.alerts),
         )
-        await self.publish_rejections(result.rejections)
+        if result.rejections:
+            await self.dlq_copied()  # one at a time: dlq_copied() then covers every copy
+            self._dlq_copy = asyncio.create_task(self.publish_rejections(result.rejections))
         return True
 
     async def _process(
@@ -698,8 +705,16 @@ class Worker:
         except Exception as exc:  # the rows stay unpublished; the periodic sweep retries
             log.warning("dlq copy deferred", error=safe_error(exc), count=len(rejections))
 
+    async def dlq_copied(self) -> None:
+        """Wait for the DLQ copy in progress, if any. A batch does not wait for its own
+        copy (about 10 ms: the producer's linger, the broker's acknowledgement, the
+        ``dlq_published_at`` commit); the next batch runs meanwhile."""
+        if self._dlq_copy is not None:
+            await self._dlq_copy  # publish_rejections catches and logs its failures
+
     async def publish_pending_rejections(self) -> None:
         """Rejections whose DLQ copy failed, or whose worker died before making it."""
+        await self.dlq_copied()  # its rows are not pending, only not yet marked
         async with self.sessions() as session:
             pending = await ingest.unpublished_rejections(session, 10_000)
         await self.publish_rejections(
