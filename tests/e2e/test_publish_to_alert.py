@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tests.conftest import RunningWorker
@@ -39,6 +39,22 @@ async def publish(settings: Settings, events: Sequence[dict[str, Any] | bytes]) 
             await producer.send_and_wait(settings.events_topic, raw, key=key)
     finally:
         await producer.stop()
+
+
+async def topic_messages(settings: Settings, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
+    """The messages on ``topic`` (read from its start: what the first fetch returns, within 5 s)."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        batches = await consumer.getmany(timeout_ms=5000)
+    finally:
+        await consumer.stop()
+    return [m for batch in batches.values() for m in batch]
 
 
 async def wait_for(predicate: Any, within_s: float = 30.0) -> None:
@@ -180,18 +196,7 @@ async def test_invalid_event_goes_to_the_dlq_and_the_next_one_is_processed(
     assert await count(sessions, Rejection, Rejection.reason == "not_json") == 1
     await wait_for(lambda: count(sessions, Rejection, Rejection.dlq_published_at.is_not(None)))
 
-    consumer = AIOKafkaConsumer(
-        settings.dlq_topic,
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    try:
-        batches = await consumer.getmany(timeout_ms=5000)
-        [message] = [m for batch in batches.values() for m in batch]
-    finally:
-        await consumer.stop()
+    [message] = await topic_messages(settings, settings.dlq_topic)
     headers = dict(message.headers)
     assert message.value == b"{not json"
     assert headers["reason"] == b"not_json"

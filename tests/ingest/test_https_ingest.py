@@ -8,9 +8,9 @@ import uuid
 import httpx
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from tests.e2e.test_publish_to_alert import topic_messages
 from tests.factories import (
     COUNCIL,
     HOSPITAL,
@@ -29,19 +29,8 @@ STRUCTURED = {"Content-Type": "application/cloudevents+json"}
 BATCH = {"Content-Type": "application/cloudevents-batch+json"}
 
 
-async def topic_messages(settings: Settings) -> list[tuple[bytes | None, bytes]]:
-    consumer = AIOKafkaConsumer(
-        settings.events_topic,
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    try:
-        batches = await consumer.getmany(timeout_ms=3000)
-    finally:
-        await consumer.stop()
-    return [(m.key, m.value) for batch in batches.values() for m in batch]
+async def events_topic(settings: Settings) -> list[tuple[bytes | None, bytes | None]]:
+    return [(m.key, m.value) for m in await topic_messages(settings, settings.events_topic)]
 
 
 async def test_events_over_https_are_validated_per_event_and_published_keyed_by_subject(
@@ -88,7 +77,7 @@ async def test_events_over_https_are_validated_per_event_and_published_keyed_by_
         assert wrong_type.status_code == 415
         not_json = await http.post("/v1/events", headers={**own, **STRUCTURED}, content=b"{")
         assert not_json.status_code == 400
-    messages = await topic_messages(settings)
+    messages = await events_topic(settings)
     assert messages == [(good["subject"].encode(), orjson.dumps(good))]
     async with sessions() as session:
         actions = list(
@@ -140,7 +129,7 @@ async def test_agencies_see_their_own_rejections_and_operators_replay_them(
         assert replayed.status_code == 200, replayed.text
         missing = await http.post(f"/v1/rejections/{uuid.uuid4()}/replay", headers=operator)
         assert missing.status_code == 404
-    assert await topic_messages(settings) == [(b"ref-1", b'{"original": "bytes"}')]
+    assert await events_topic(settings) == [(b"ref-1", b'{"original": "bytes"}')]
     async with sessions() as session:
         replays = list(
             (

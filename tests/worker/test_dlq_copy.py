@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from tests.e2e.test_publish_to_alert import count
+from tests.e2e.test_publish_to_alert import count, topic_messages
 from tests.factories import register_orgs
 
 from lookout import kafka
@@ -38,21 +38,6 @@ def _junk(settings: Settings, offset: int) -> Message:
     return Message(settings.events_topic, 0, offset, b"junk", f"{{not json {offset}".encode())
 
 
-async def _dlq_values(settings: Settings) -> list[bytes]:
-    consumer = AIOKafkaConsumer(
-        settings.dlq_topic,
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    try:
-        batches = await consumer.getmany(timeout_ms=3000)
-    finally:
-        await consumer.stop()
-    return [m.value for batch in batches.values() for m in batch if m.value is not None]
-
-
 async def test_the_copy_follows_the_batch_in_commit_order_and_the_sweep_does_not_repeat_it(
     settings: Settings, sessions: async_sessionmaker[AsyncSession], copying_worker: Worker
 ) -> None:
@@ -65,4 +50,5 @@ async def test_the_copy_follows_the_batch_in_commit_order_and_the_sweep_does_not
     # At once, as the sweep runs between batches: it must wait for the copy in flight.
     await copying_worker.publish_pending_rejections()
     assert await count(sessions, Rejection, Rejection.dlq_published_at.is_(None)) == 0
-    assert await _dlq_values(settings) == [b"{not json 0", b"{not json 1", b"{not json 2"]
+    copies = await topic_messages(settings, settings.dlq_topic)
+    assert [m.value for m in copies] == [b"{not json 0", b"{not json 1", b"{not json 2"]
