@@ -19,12 +19,12 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-import uvicorn
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from tests.factories import serve
 
 from lookout.db import create_engine, session_factory
 from lookout.embedded.broker import EmbeddedBroker
-from lookout.embedded.postgres import EmbeddedPostgres, free_port
+from lookout.embedded.postgres import EmbeddedPostgres
 from lookout.migrations import upgrade
 from lookout.settings import Settings
 from lookout.worker import Worker
@@ -159,17 +159,5 @@ async def api_url(settings: Settings) -> AsyncIterator[str]:
     """The real HTTP API served by uvicorn on a free port."""
     from lookout.api.app import create_app
 
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-        )
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await asyncio.wait_for(task, timeout=10)
+    async with serve(create_app(settings)) as url:
+        yield url

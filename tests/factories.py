@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
+import uvicorn
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lookout.audit.sealer import SealResult, seal_once
 from lookout.audit.service import Actor
 from lookout.db import create_engine
+from lookout.embedded.postgres import free_port
 from lookout.identity.identifiers import nhs_number_check_digit, upn_check_letter
 from lookout.ingest.catalogue import Catalogue
 from lookout.orgs import service
@@ -394,3 +398,22 @@ async def client_token(
 
 
 END_USER = {"X-Lookout-End-User": "sw-42", "X-Lookout-Purpose": "safeguarding_triage"}
+
+
+@asynccontextmanager
+async def serve(app: Any) -> AsyncIterator[str]:
+    """``app`` served by uvicorn (its lifespan included) on a free port; yields its URL."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, timeout=10)

@@ -35,9 +35,9 @@ from aiokafka import (
     ConsumerRecord,
     TopicPartition,
 )
-from aiokafka.errors import KafkaError, NoOffsetForPartitionError, OffsetOutOfRangeError
+from aiokafka.errors import NoOffsetForPartitionError, OffsetOutOfRangeError
 from prometheus_client import start_http_server
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lookout import kafka, metrics
@@ -45,6 +45,7 @@ from lookout.alerts import repository as alerts_repository
 from lookout.audit.actions import Action
 from lookout.audit.service import WORKER, Entry, record
 from lookout.db import create_engine, plain_url, session_factory
+from lookout.errors import transient
 from lookout.identity.service import MatchThresholds
 from lookout.ingest import repository as ingest
 from lookout.ingest.catalogue import Catalogue
@@ -82,19 +83,6 @@ LONE_EVENT_ATTEMPTS = 3
 # Messages checked at a time by the fetch ahead (a few ms of CPU, the longest a reply from
 # PostgreSQL to the current batch waits for it).
 CHECK_CHUNK = 64
-
-# 23505: another worker committed the same event first; on retry it is a duplicate.
-RETRIABLE_SQLSTATES = {
-    "23505",
-    "40001",
-    "40P01",
-    "57P01",
-    "57P02",
-    "57P03",
-    "08000",
-    "08003",
-    "08006",
-}
 
 
 # SQLSTATE classes that one event's data can cause (a value the database refuses, a
@@ -138,14 +126,9 @@ class StopRequested(BaseException):
 
 
 def _retriable(exc: BaseException) -> bool:
-    if isinstance(exc, OperationalError | KafkaError | OSError | ConnectionError):
-        return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    # asyncpg's own errors come from the reads that bypass SQLAlchemy (lookout.db.fetch).
-    if isinstance(exc, DBAPIError | asyncpg.PostgresError):
-        return sqlstate(exc) in RETRIABLE_SQLSTATES
-    return False
+    # 23505 (unique violation): another worker committed the same event first; on retry it
+    # is a duplicate.
+    return transient(exc) or sqlstate(exc) == "23505"
 
 
 class Worker:

@@ -1,25 +1,32 @@
-"""The middleware every request passes: request ids, metrics, the last-resort 500."""
+"""The middleware every request passes: request ids, metrics, the 503 when PostgreSQL does
+not answer, the last-resort 500."""
 
 from __future__ import annotations
 
+import asyncio
+
+import asyncpg
 import httpx
 import pytest
+from fastapi import Request
 from prometheus_client import REGISTRY
-from sqlalchemy import select
+from sqlalchemy import make_url, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from tests.factories import client_token, raise_alerts, register_orgs
+from tests.factories import client_token, raise_alerts, register_orgs, serve
 
 from lookout.api.app import create_app
 from lookout.audit.actions import Action
 from lookout.audit.models import AuditRecord
+from lookout.db import plain_url
+from lookout.embedded.postgres import free_port
 from lookout.settings import Settings
 
 pytestmark = pytest.mark.asyncio
 
 
-def _requests(route: str, status: str) -> float:
+def _requests(route: str, status: str, method: str = "GET") -> float:
     value = REGISTRY.get_sample_value(
-        "lookout_api_requests_total", {"route": route, "method": "GET", "status": status}
+        "lookout_api_requests_total", {"route": route, "method": method, "status": status}
     )
     return value or 0.0
 
@@ -71,3 +78,65 @@ async def test_an_unhandled_error_answers_a_problem_without_its_text(settings: S
     assert body["request_id"] == "req-boom"
     assert "secret" not in answer.text
     assert _requests("/boom", "500") == before + 1
+
+
+def _assert_unavailable(answer: httpx.Response) -> None:
+    assert answer.status_code == 503, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.headers["Retry-After"] == "5"
+    body = answer.json()
+    assert body["title"] == "Service unavailable"
+    assert body["request_id"] == answer.headers["X-Request-ID"]
+
+
+async def test_a_request_while_postgresql_does_not_answer_gets_503_with_retry_after(
+    settings: Settings,
+) -> None:
+    nowhere = make_url(settings.database_url).set(port=free_port())
+    away = settings.model_copy(
+        update={"database_url": nowhere.render_as_string(hide_password=False)}
+    )
+    before = _requests("/v1/token", "503", "POST")
+    async with serve(create_app(away)) as url, httpx.AsyncClient(base_url=url) as http:
+        answer = await http.post(
+            "/v1/token",
+            data={"grant_type": "client_credentials", "client_id": "c", "client_secret": "s"},
+        )
+        ready = await http.get("/readyz")
+    _assert_unavailable(answer)
+    assert ready.status_code == 503
+    assert ready.headers["Retry-After"] == "5"
+    assert ready.json()["checks"] == {"database": "unavailable", "broker": "ok"}
+    assert _requests("/v1/token", "503", "POST") == before + 1
+
+
+async def test_a_request_whose_connection_is_ended_mid_statement_gets_503(
+    settings: Settings,
+) -> None:
+    """PostgreSQL restarting (or an operator ending the backend) while a request's statement
+    runs: the client is told to retry, not that Lookout failed."""
+    app = create_app(settings)
+    statement = "SELECT pg_sleep(20)"
+
+    @app.get("/slow")
+    async def slow(request: Request) -> None:
+        async with request.app.state.sessions() as session:
+            await session.execute(text(statement))
+
+    async with serve(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
+        pending = asyncio.create_task(http.get("/slow"))
+        admin = await asyncpg.connect(plain_url(settings.database_url))
+        try:
+            ended = 0
+            while not ended and not pending.done():
+                await asyncio.sleep(0.05)
+                ended = await admin.fetchval(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE query = $1 AND pid <> pg_backend_pid()",
+                    statement,
+                )
+        finally:
+            await admin.close()
+        answer = await pending
+    assert ended == 1
+    _assert_unavailable(answer)

@@ -28,7 +28,7 @@ from lookout.audit.endpoints import router as audit_router
 from lookout.db import create_engine, session_factory
 from lookout.delivery.endpoints import router as subscriptions_router
 from lookout.delivery.endpoints import stream_router
-from lookout.errors import LookoutError
+from lookout.errors import RETRY_AFTER_S, LookoutError, transient
 from lookout.household.endpoints import router as households_router
 from lookout.identity.endpoints import persons_router
 from lookout.identity.endpoints import router as identity_router
@@ -58,6 +58,21 @@ def _problem(
     }
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def _internal_error(request_id: str) -> JSONResponse:
+    return _problem(500, "Internal error", "the request failed; quote the request id", request_id)
+
+
+def _unavailable(request_id: str) -> JSONResponse:
+    response = _problem(
+        503,
+        "Service unavailable",
+        "the database or the broker did not answer; retry the request",
+        request_id,
+    )
+    response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return response
 
 
 def api_engine(url: str) -> AsyncEngine:
@@ -104,12 +119,14 @@ class Observe:
         try:
             await self.app(scope, receive, send_observed)
         except Exception as exc:  # never a bare 500 with a stack trace; never the error text
-            log.error("unhandled error", error=safe_error(exc))
+            away = transient(exc)
+            if away:  # PostgreSQL or the broker: not the request's fault, worth retrying
+                log.warning("dependency unavailable", error=safe_error(exc))
+            else:
+                log.error("unhandled error", error=safe_error(exc))
             if response_started:  # too late for a problem response: the server closes it
                 raise
-            response = _problem(
-                500, "Internal error", "the request failed; quote the request id", rid
-            )
+            response = _unavailable(rid) if away else _internal_error(rid)
             await response(scope, receive, send_observed)
         finally:
             structlog.contextvars.unbind_contextvars("request_id")
@@ -140,6 +157,17 @@ def create_app(settings: Settings) -> FastAPI:
         version="1",
         summary="Information sharing and risk triggers for children's safeguarding",
         lifespan=lifespan,
+        responses={
+            503: {
+                "description": "PostgreSQL or the broker did not answer: retry the request",
+                "headers": {
+                    "Retry-After": {
+                        "description": "Seconds to wait before retrying",
+                        "schema": {"type": "integer"},
+                    }
+                },
+            }
+        },
     )
     app.state.settings = settings
     app.state.tokens = VerifiedTokens(settings.token_secret.get_secret_value())

@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from sqlalchemy import text
 
 from lookout import kafka
+from lookout.errors import RETRY_AFTER_S
 
 router = APIRouter(tags=["operations"])
 
@@ -40,6 +41,7 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse(
         {"status": "ready" if ready else "not_ready", "checks": checks},
         status_code=200 if ready else 503,
+        headers=None if ready else {"Retry-After": str(RETRY_AFTER_S)},
     )
 
 

@@ -169,7 +169,7 @@ async def publish_events(
     producer: AIOKafkaProducer = request.app.state.producer
     sent = [await producer.send(settings.events_topic, value=raw, key=key) for raw, key in to_send]
     for delivery in sent:
-        await delivery  # raises (-> 500, nothing claimed accepted) if the broker did not ack
+        await delivery  # raises (-> 503, nothing claimed accepted) if the broker did not ack
     accepted = len(to_send)
     await record(
         session,
