@@ -68,7 +68,7 @@ def _unavailable(request_id: str) -> JSONResponse:
     response = _problem(
         503,
         "Service unavailable",
-        "the database or the broker did not answer; retry the request",
+        "the database or the broker could not serve the request just now; retry it",
         request_id,
     )
     response.headers["Retry-After"] = str(RETRY_AFTER_S)
@@ -159,7 +159,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
         responses={
             503: {
-                "description": "PostgreSQL or the broker did not answer: retry the request",
+                "description": "PostgreSQL or the broker could not serve it just now: retry",
                 "headers": {
                     "Retry-After": {
                         "description": "Seconds to wait before retrying",
