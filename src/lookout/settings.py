@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     # HTTPS ingest (POST /v1/events) limits: over either answers 413.
     ingest_max_request_bytes: int = 4 * 1024 * 1024
     ingest_max_batch_events: int = 500
+    # How long an API request (HTTPS ingest, a replay) waits for the broker to take its
+    # events before answering 503 with Retry-After.
+    api_broker_timeout_s: float = Field(default=10.0, gt=0)
 
     # Worker.
     worker_metrics_port: int = 9108

@@ -4,6 +4,7 @@ see, with replay."""
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import httpx
 import orjson
@@ -18,9 +19,12 @@ from tests.factories import (
     ed_attendance,
     person,
     register_every_kind,
+    serve,
 )
 
+from lookout.api.app import create_app
 from lookout.audit.models import AuditRecord
+from lookout.embedded.broker import EmbeddedBroker
 from lookout.ingest import repository as ingest
 from lookout.settings import Settings
 
@@ -88,6 +92,39 @@ async def test_events_over_https_are_validated_per_event_and_published_keyed_by_
             ).scalars()
         )
     assert actions == ["sw-42", "sw-42"]
+
+
+async def test_events_over_https_while_the_broker_is_down_get_503_with_retry_after(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    """Nothing claimed accepted that the broker did not take; the publisher is told to send
+    the same request again (a repeat is a duplicate, processed once)."""
+    await register_every_kind(sessions)
+    with EmbeddedBroker.start(tmp_path / "broker.log") as broker:
+        own_broker = settings.model_copy(
+            update={"kafka_bootstrap_servers": broker.bootstrap_servers, "api_broker_timeout_s": 2}
+        )
+        async with (
+            serve(create_app(own_broker)) as url,
+            httpx.AsyncClient(base_url=url, timeout=120) as http,
+        ):
+            own = await client_token(http, sessions, "test-hospital")
+            taken = await http.post(
+                "/v1/events",
+                headers={**own, **STRUCTURED},
+                content=orjson.dumps(ed_attendance(person())),
+            )
+            broker.stop()
+            refused = await http.post(
+                "/v1/events",
+                headers={**own, **STRUCTURED},
+                content=orjson.dumps(ed_attendance(person())),
+            )
+    assert taken.status_code == 200, taken.text
+    assert taken.json()["accepted"] == 1
+    assert refused.status_code == 503, refused.text
+    assert refused.headers["Retry-After"] == "5"
+    assert refused.json()["title"] == "Service unavailable"
 
 
 async def test_agencies_see_their_own_rejections_and_operators_replay_them(

@@ -143,7 +143,10 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.sessions = session_factory(engine)
         # HTTPS ingest: the catalogue once per process, and one producer for every request.
         app.state.catalogue = Catalogue.load(settings.schemas_dir)
-        producer = AIOKafkaProducer(**kafka.producer_config(settings.kafka_bootstrap_servers))
+        producer = AIOKafkaProducer(
+            **kafka.producer_config(settings.kafka_bootstrap_servers),
+            request_timeout_ms=round(settings.api_broker_timeout_s * 1000),
+        )
         await producer.start()
         app.state.producer = producer
         try:
