@@ -82,6 +82,21 @@ class PipelineConfig:
         return frozenset(t for r in self.rules for h in r.spec.history for t in h.types)
 
     @cached_property
+    def counted_by(self) -> Mapping[str, tuple[frozenset[str], timedelta]]:
+        """For each history event type: the trigger types of the rules whose history windows
+        count it, and the longest of those windows. A late event of that type can change
+        only those trigger events' evaluations, and only of those within that window from
+        it (a window counts the events in (T - within_days, T])."""
+        triggers: dict[str, set[str]] = defaultdict(set)
+        days: Counter[str] = Counter()
+        for r in self.rules:
+            for h in r.spec.history:
+                for t in h.types:
+                    triggers[t].update(r.spec.trigger.types)
+                    days[t] = max(days[t], h.within_days)
+        return {t: (frozenset(triggers[t]), timedelta(days=days[t])) for t in triggers}
+
+    @cached_property
     def uses_relationships(self) -> bool:
         """Whether any rule asks about relationships (only then does a late relationship
         re-evaluate its households)."""
@@ -355,19 +370,26 @@ async def process_batch(
         to_evaluate.setdefault(stored.pk, stored)
     # A late event that a history window counts re-evaluates the trigger events that
     # followed it in the same household(s), within the window: the households its subject
-    # ever lived in, and the one at whose address it happened (a police incident).
+    # ever lived in, and the one at whose address it happened (a police incident). Only
+    # the trigger types of the rules that count it, within their windows.
     late = [
         i for i in fresh if i.valid.event.type in config.history_types and i.retracted_by is None
     ]
-    if late and config.history_window:
+    if late:
+        counted = [config.counted_by[i.valid.event.type] for i in late]
         earliest = max(since, min(i.valid.event.time for i in late))
+        until = max(i.valid.event.time + w for i, (_, w) in zip(late, counted, strict=True))
         subjects = {i.subject_person_id for i in late if i.subject_person_id}
         homes = await household_repository.households_ever(session, subjects)
         homes |= {i.household_id for i in late if i.household_id}
         residents = await household_repository.members_ever(session, homes) | subjects
-        until = max(i.valid.event.time for i in late) + config.history_window
         for stored in await ingest.events_of(
-            session, residents, config.trigger_types, earliest, until, household_ids=homes
+            session,
+            residents,
+            {t for types, _ in counted for t in types},
+            earliest,
+            until,
+            household_ids=homes,
         ):
             to_evaluate.setdefault(stored.pk, stored)
     if to_evaluate:

@@ -1,6 +1,7 @@
 """A graph change re-evaluates the stored trigger events on the dates it changed, and only
 those: a late fact that matters to an earlier event still raises its alert, and one that
-changes the household after an event leaves that event alone."""
+changes the household after an event leaves that event alone. A late event that history
+windows count re-evaluates only the trigger events of the rules that count it."""
 
 from __future__ import annotations
 
@@ -13,12 +14,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tests.factories import (
     NOW,
     Feeder,
+    absence,
+    domestic_abuse_incident,
     ed_attendance,
     moved_in,
     person,
     pipeline_config,
     protection_plan,
     register_orgs,
+    register_police,
     years_before,
 )
 
@@ -119,3 +123,48 @@ async def test_a_residence_that_did_not_change_re_evaluates_nothing(
     await feeder.feed([moved_in(child, since)])
     assert seen
     assert not set(seen) & stored
+
+
+@pytest.mark.parametrize(
+    ("late_type", "attendance_again"),
+    # An incident is counted by the school-concern rule's window only (its triggers are
+    # absences and exclusions); an attendance also by the repeat-injury rule's (attendances).
+    [("incident", False), ("attendance", True)],
+)
+async def test_a_late_history_event_re_evaluates_the_triggers_of_the_rules_that_count_it(
+    sessions: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+    late_type: str,
+    attendance_again: bool,
+) -> None:
+    await register_orgs(sessions)
+    await register_police(sessions)
+    adult, child = person(years_before(NOW, 34)), person(years_before(NOW, 9))
+    feeder = Feeder(sessions, pipeline_config())
+    since = years_before(NOW, 2)
+    await feeder.feed([moved_in(adult, since), moved_in(child, since)])
+    earlier = NOW - timedelta(days=5)
+    await feeder.feed([ed_attendance(adult, at=earlier), absence(child, at=earlier)])
+    async with sessions() as session:
+        stored = dict((await session.execute(select(Event.type, Event.id))).all())
+    seen = record_evaluations(monkeypatch)
+    late_at = NOW - timedelta(days=10)
+    late = (
+        domestic_abuse_incident([adult], at=late_at)
+        if late_type == "incident"
+        else ed_attendance(adult, ("injury",), at=late_at)
+    )
+    await feeder.feed([late])
+    assert stored["uk.lookout.education.absence.v1"] in seen
+    assert (stored["uk.lookout.health.ed_attendance.v1"] in seen) is attendance_again
+
+
+async def test_each_history_type_maps_to_the_triggers_and_longest_window_that_count_it() -> None:
+    counted = pipeline_config().counted_by
+    school = frozenset({"uk.lookout.education.absence.v1", "uk.lookout.education.exclusion.v1"})
+    assert counted["uk.lookout.police.domestic_abuse_incident.v1"] == (school, timedelta(days=90))
+    assert counted["uk.lookout.health.ed_attendance.v1"] == (
+        school | {"uk.lookout.health.ed_attendance.v1"},
+        timedelta(days=90),
+    )
+    assert "uk.lookout.person.residence.v1" not in counted  # no window counts residences
