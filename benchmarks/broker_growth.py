@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from benchmarks.harness import cpu_seconds
 from lookout import kafka
 from lookout.embedded.broker import EmbeddedBroker
 
@@ -30,12 +30,6 @@ TOPIC = "growth"
 PARTITIONS = 8
 VALUE = b"x" * 600
 REPORT_EVERY_S = 5.0
-
-
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU time of a process so far (Linux ``/proc``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def tail(bootstrap: str, pause_s: float, stop: asyncio.Event) -> int:
@@ -67,7 +61,7 @@ async def run(args: argparse.Namespace, broker: EmbeddedBroker) -> None:
         else asyncio.create_task(tail(bootstrap, args.pause_ms / 1000, stop))
     )
     started = mark = time.monotonic()
-    used = cpu_seconds(broker.pid)
+    used = cpu_seconds(broker.pid, descendants=False)
     sent = 0
     try:
         while (now := time.monotonic()) - started < args.seconds:
@@ -76,7 +70,7 @@ async def run(args: argparse.Namespace, broker: EmbeddedBroker) -> None:
                 sent += 1
             await asyncio.sleep(0.002)
             if now - mark >= REPORT_EVERY_S:
-                used_now = cpu_seconds(broker.pid)
+                used_now = cpu_seconds(broker.pid, descendants=False)
                 share = 100 * (used_now - used) / (now - mark)
                 print(f"{now - started:5.1f} s  {sent:7,} sent  broker CPU {share:3.0f}%")
                 used, mark = used_now, now
