@@ -65,6 +65,7 @@ from lookout.pipeline import (
 from lookout.rules import repository as rules_repository
 from lookout.rules import service as rules_service
 from lookout.rules.model import Rule, load_rules
+from lookout.rules.models import RuleSet
 from lookout.runtime import tune_gc
 from lookout.settings import Settings
 
@@ -163,20 +164,25 @@ class Worker:
         assert self._sessions is not None
         return self._sessions
 
-    async def _live_rules(self) -> tuple[int | None, list[Rule]]:
-        """The newest applied rule set; until one is applied, the files in rules_dir."""
+    async def _latest_rule_set(self) -> RuleSet | None:
         async with self.sessions() as session:
-            current = await rules_repository.latest(session)
-        if current is None:
-            return None, load_rules(self.settings.rules_dir)
-        return current.id, rules_service.rules_of(current)
+            return await rules_repository.latest(session)
+
+    def _rules_of(self, rule_set: RuleSet | None) -> list[Rule]:
+        """The rules of an applied rule set; until one is applied, the files in rules_dir."""
+        if rule_set is None:
+            return load_rules(self.settings.rules_dir)
+        return rules_service.rules_of(rule_set)
 
     async def refresh_rules(self) -> None:
         """Switch to a newly applied rule set between batches (atomically: a batch keeps
-        the configuration it started with)."""
+        the configuration it started with). Compiles only a set it has not got (this runs
+        in the batch loop, every housekeeping round)."""
         self._rules_changed.clear()
-        rule_set_id, rules = await self._live_rules()
+        current = await self._latest_rule_set()
+        rule_set_id = current.id if current else None
         if rule_set_id != self.rule_set_id:
+            rules = self._rules_of(current)
             self.rule_set_id = rule_set_id
             self._config = replace(self.config, rules=rules)
             log.info("rule set switched", rule_set=rule_set_id, rules=len(rules))
@@ -197,7 +203,8 @@ class Worker:
         s = self.settings
         if self._config is not None:
             return replace(self._config, cluster_id=cluster_id)
-        self.rule_set_id, rules = await self._live_rules()
+        current = await self._latest_rule_set()
+        self.rule_set_id, rules = (current.id if current else None), self._rules_of(current)
         return PipelineConfig(
             catalogue=Catalogue.load(s.schemas_dir),
             rules=rules,
