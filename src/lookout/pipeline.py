@@ -36,7 +36,14 @@ from lookout.ingest import repository as ingest
 from lookout.ingest.catalogue import Catalogue
 from lookout.ingest.repository import OffsetMove, Position, StoredEvent
 from lookout.ingest.validation import Invalid, Reason, Valid, person_refs, validate
-from lookout.rules.evaluator import Candidate, HistoryEvent, NamedPerson, TriggerEvent, evaluate
+from lookout.rules.evaluator import (
+    Candidate,
+    HistoryEvent,
+    NamedPerson,
+    TriggerEvent,
+    evaluate,
+    window_counts,
+)
 from lookout.rules.model import Rule
 
 RESIDENCE = household.RESIDENCE
@@ -54,6 +61,21 @@ class Message:
     offset: int
     key: bytes | None
     value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Counting:
+    """A history window that counts an event: its rule's trigger types, its length, and
+    whether it counts only the trigger's subject's own events (``scope: subject``). It
+    counts the event for a trigger event at T when the event is in (T - within, T]."""
+
+    triggers: frozenset[str]
+    within: timedelta
+    subject_only: bool
+
+    def covers(self, since: datetime, trigger_type: str, at: datetime) -> bool:
+        """Whether an event at ``since`` counts for a trigger of this type at ``at``."""
+        return trigger_type in self.triggers and since <= at < since + self.within
 
 
 @dataclass(frozen=True)
@@ -82,19 +104,28 @@ class PipelineConfig:
         return frozenset(t for r in self.rules for h in r.spec.history for t in h.types)
 
     @cached_property
-    def counted_by(self) -> Mapping[str, tuple[frozenset[str], timedelta]]:
-        """For each history event type: the trigger types of the rules whose history windows
-        count it, and the longest of those windows. A late event of that type can change
-        only those trigger events' evaluations, and only of those within that window from
-        it (a window counts the events in (T - within_days, T])."""
-        triggers: dict[str, set[str]] = defaultdict(set)
-        days: Counter[str] = Counter()
+    def _windows_of(self) -> Mapping[str, tuple[tuple[Rule, int], ...]]:
+        """For each history event type: the (rule, window index) of every window counting it."""
+        found: dict[str, list[tuple[Rule, int]]] = defaultdict(list)
         for r in self.rules:
-            for h in r.spec.history:
+            for index, h in enumerate(r.spec.history):
                 for t in h.types:
-                    triggers[t].update(r.spec.trigger.types)
-                    days[t] = max(days[t], h.within_days)
-        return {t: (frozenset(triggers[t]), timedelta(days=days[t])) for t in triggers}
+                    found[t].append((r, index))
+        return {t: tuple(w) for t, w in found.items()}
+
+    def counting(self, type_: str, data: dict[str, Any]) -> list[Counting]:
+        """The history windows that count an event of this type with this ``data`` (its
+        type is theirs and their condition holds). Only the trigger events of those rules,
+        within those windows after it, can change when the event arrives late."""
+        return [
+            Counting(
+                frozenset(r.spec.trigger.types),
+                timedelta(days=r.spec.history[i].within_days),
+                r.spec.history[i].scope == "subject",
+            )
+            for r, i in self._windows_of.get(type_, ())
+            if window_counts(r, i, data)
+        ]
 
     @cached_property
     def uses_relationships(self) -> bool:
@@ -368,30 +399,8 @@ async def process_batch(
     }
     for stored in await _trigger_events_in(session, config, touched, since):
         to_evaluate.setdefault(stored.pk, stored)
-    # A late event that a history window counts re-evaluates the trigger events that
-    # followed it in the same household(s), within the window: the households its subject
-    # ever lived in, and the one at whose address it happened (a police incident). Only
-    # the trigger types of the rules that count it, within their windows.
-    late = [
-        i for i in fresh if i.valid.event.type in config.history_types and i.retracted_by is None
-    ]
-    if late:
-        counted = [config.counted_by[i.valid.event.type] for i in late]
-        earliest = max(since, min(i.valid.event.time for i in late))
-        until = max(i.valid.event.time + w for i, (_, w) in zip(late, counted, strict=True))
-        subjects = {i.subject_person_id for i in late if i.subject_person_id}
-        homes = await household_repository.households_ever(session, subjects)
-        homes |= {i.household_id for i in late if i.household_id}
-        residents = await household_repository.members_ever(session, homes) | subjects
-        for stored in await ingest.events_of(
-            session,
-            residents,
-            {t for types, _ in counted for t in types},
-            earliest,
-            until,
-            household_ids=homes,
-        ):
-            to_evaluate.setdefault(stored.pk, stored)
+    for stored in await _after_late_history(session, config, fresh, since):
+        to_evaluate.setdefault(stored.pk, stored)
     if to_evaluate:
         result.alerts, falsified = await _evaluate(
             session, config, list(to_evaluate.values()), locked, audit, now + config.review_after
@@ -542,6 +551,61 @@ async def reevaluate(
     )
     await alerts.publish(session, raised, changes)
     return raised
+
+
+async def _after_late_history(
+    session: AsyncSession, config: PipelineConfig, fresh: Sequence[_Accepted], since: datetime
+) -> list[StoredEvent]:
+    """The stored trigger events (from ``since``) whose evaluation an event of this batch
+    can change because a history window counts it (it may have arrived after them): for
+    each window that counts it (its type and condition), the trigger events of that rule
+    within the window after it, of its subject, and (a window of ``scope: household``) of
+    everyone who ever lived in a household its subject lived in, or recorded at such a
+    household or at the event's own address (a police incident)."""
+    late = [
+        (i, c)
+        for i in fresh
+        if i.valid.event.type in config.history_types and i.retracted_by is None
+        for c in config.counting(i.valid.event.type, i.valid.event.data)
+    ]
+    if not late:
+        return []
+    household_wide = [(i, c) for i, c in late if not c.subject_only]
+    lived = await household_repository.households_ever_of(
+        session, {i.subject_person_id for i, _ in household_wide if i.subject_person_id}
+    )
+    homes_of: dict[int, set[int]] = defaultdict(set)  # person -> households of that set
+    for home, persons in lived.items():
+        for p in persons:
+            homes_of[p].add(home)
+    # Who a late event's window can concern: by subject, and by household.
+    by_person: dict[int, list[tuple[datetime, Counting]]] = defaultdict(list)
+    by_home: dict[int, list[tuple[datetime, Counting]]] = defaultdict(list)
+    for item, counting in late:
+        at = item.valid.event.time
+        if item.subject_person_id:
+            by_person[item.subject_person_id].append((at, counting))
+        if not counting.subject_only:
+            homes = homes_of.get(item.subject_person_id or 0, set())
+            for home in homes | ({item.household_id} if item.household_id else set()):
+                by_home[home].append((at, counting))
+    residents = await household_repository.homes_ever(session, by_home)
+    stored = await ingest.events_of(
+        session,
+        set(by_person) | set(residents),
+        {t for _, c in late for t in c.triggers},
+        max(since, min(i.valid.event.time for i, _ in late)),
+        max(i.valid.event.time + c.within for i, c in late),
+        household_ids=by_home,
+    )
+
+    def concerned(event: StoredEvent) -> bool:
+        subject = event.subject_person_id or 0
+        homes = residents.get(subject, set()) | {event.household_id or 0}
+        windows = by_person.get(subject, []) + [w for h in homes for w in by_home.get(h, ())]
+        return any(c.covers(at, event.type, event.time) for at, c in windows)
+
+    return [e for e in stored if concerned(e)]
 
 
 async def _evaluate(

@@ -1,7 +1,9 @@
 """A graph change re-evaluates the stored trigger events on the dates it changed, and only
 those: a late fact that matters to an earlier event still raises its alert, and one that
 changes the household after an event leaves that event alone. A late event that history
-windows count re-evaluates only the trigger events of the rules that count it."""
+windows count re-evaluates only the trigger events those windows reach: their rules'
+trigger types, within the window after it, of its subject or (scope household) its
+households."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tests.factories import (
+    ADDRESS,
     NOW,
     Feeder,
     absence,
@@ -28,6 +31,7 @@ from tests.factories import (
 
 from lookout.alerts.models import Alert
 from lookout.ingest.models import Event
+from lookout.pipeline import Counting
 from lookout.rules.evaluator import evaluate
 
 pytestmark = pytest.mark.asyncio
@@ -126,16 +130,25 @@ async def test_a_residence_that_did_not_change_re_evaluates_nothing(
 
 
 @pytest.mark.parametrize(
-    ("late_type", "attendance_again"),
-    # An incident is counted by the school-concern rule's window only (its triggers are
-    # absences and exclusions); an attendance also by the repeat-injury rule's (attendances).
-    [("incident", False), ("attendance", True)],
+    ("late", "absence_again", "adult_attendance_again"),
+    [
+        # Counted by the school-concern rule's window only (its triggers are absences and
+        # exclusions; scope household).
+        ("incident", True, False),
+        ("alcohol", True, False),
+        # Counted by the repeat-injury rule's window only (attendances; scope subject): the
+        # adult's own attendance, not the child's, nor the child's absence.
+        ("injury", False, True),
+        # Counted by no window: its type is theirs, but no condition holds.
+        ("other", False, False),
+    ],
 )
-async def test_a_late_history_event_re_evaluates_the_triggers_of_the_rules_that_count_it(
+async def test_a_late_history_event_re_evaluates_only_what_the_windows_counting_it_reach(
     sessions: async_sessionmaker[AsyncSession],
     monkeypatch: pytest.MonkeyPatch,
-    late_type: str,
-    attendance_again: bool,
+    late: str,
+    absence_again: bool,
+    adult_attendance_again: bool,
 ) -> None:
     await register_orgs(sessions)
     await register_police(sessions)
@@ -144,27 +157,91 @@ async def test_a_late_history_event_re_evaluates_the_triggers_of_the_rules_that_
     since = years_before(NOW, 2)
     await feeder.feed([moved_in(adult, since), moved_in(child, since)])
     earlier = NOW - timedelta(days=5)
-    await feeder.feed([ed_attendance(adult, at=earlier), absence(child, at=earlier)])
+    await feeder.feed(
+        [
+            ed_attendance(adult, at=earlier),
+            ed_attendance(child, ("injury",), at=earlier),
+            absence(child, at=earlier),
+        ]
+    )
     async with sessions() as session:
-        stored = dict((await session.execute(select(Event.type, Event.id))).all())
+        stored = (await session.execute(select(Event.id, Event.type, Event.data))).all()
+    absence_pk = next(pk for pk, t, _ in stored if t == "uk.lookout.education.absence.v1")
+    adult_pk, child_pk = (
+        pk
+        for wanted in (["alcohol"], ["injury"])
+        for pk, _, data in stored
+        if (data or {}).get("presenting_reasons") == wanted
+    )
     seen = record_evaluations(monkeypatch)
     late_at = NOW - timedelta(days=10)
-    late = (
-        domestic_abuse_incident([adult], at=late_at)
-        if late_type == "incident"
-        else ed_attendance(adult, ("injury",), at=late_at)
+    await feeder.feed(
+        [
+            domestic_abuse_incident([adult], at=late_at)
+            if late == "incident"
+            else ed_attendance(adult, (late,), at=late_at)
+        ]
     )
-    await feeder.feed([late])
-    assert stored["uk.lookout.education.absence.v1"] in seen
-    assert (stored["uk.lookout.health.ed_attendance.v1"] in seen) is attendance_again
+    assert (absence_pk in seen) is absence_again
+    assert (adult_pk in seen) is adult_attendance_again
+    assert child_pk not in seen
 
 
-async def test_each_history_type_maps_to_the_triggers_and_longest_window_that_count_it() -> None:
-    counted = pipeline_config().counted_by
+async def test_late_history_events_in_one_batch_each_reach_only_their_own_windows(
+    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await register_orgs(sessions)
+    adult, child = person(years_before(NOW, 34)), person(years_before(NOW, 9))
+    neighbour = person(years_before(NOW, 40))
+    elsewhere = {**ADDRESS, "uprn": "100023336957"}
+    feeder = Feeder(sessions, pipeline_config())
+    since = years_before(NOW, 2)
+    await feeder.feed(
+        [moved_in(adult, since), moved_in(child, since), moved_in(neighbour, since, elsewhere)]
+    )
+    await feeder.feed([absence(child, at=NOW - timedelta(days=5))])
+    async with sessions() as session:
+        absence_pk = await session.scalar(
+            select(Event.id).where(Event.type == "uk.lookout.education.absence.v1")
+        )
+    seen = record_evaluations(monkeypatch)
+    # An injury of the adult (a window of the subject only) and an alcohol attendance of
+    # someone in another household (a household window): neither reaches the child.
+    await feeder.feed(
+        [
+            ed_attendance(adult, ("injury",), at=NOW - timedelta(days=10)),
+            ed_attendance(neighbour, at=NOW - timedelta(days=10)),
+        ]
+    )
+    assert absence_pk not in seen
+
+
+async def test_a_late_history_event_outside_a_window_of_the_triggers_re_evaluates_nothing(
+    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await register_orgs(sessions)
+    adult, child = person(years_before(NOW, 34)), person(years_before(NOW, 9))
+    feeder = Feeder(sessions, pipeline_config())
+    since = years_before(NOW, 2)
+    await feeder.feed([moved_in(adult, since), moved_in(child, since)])
+    await feeder.feed([absence(child, at=NOW - timedelta(days=5))])
+    seen = record_evaluations(monkeypatch)
+    # 95 days before the absence: the school-concern window is 90 days.
+    await feeder.feed([ed_attendance(adult, at=NOW - timedelta(days=100))])
+    assert seen == []
+
+
+async def test_each_history_event_maps_to_the_windows_whose_type_and_condition_count_it() -> None:
+    config = pipeline_config()
     school = frozenset({"uk.lookout.education.absence.v1", "uk.lookout.education.exclusion.v1"})
-    assert counted["uk.lookout.police.domestic_abuse_incident.v1"] == (school, timedelta(days=90))
-    assert counted["uk.lookout.health.ed_attendance.v1"] == (
-        school | {"uk.lookout.health.ed_attendance.v1"},
-        timedelta(days=90),
-    )
-    assert "uk.lookout.person.residence.v1" not in counted  # no window counts residences
+    attendance = "uk.lookout.health.ed_attendance.v1"
+    assert config.counting(
+        "uk.lookout.police.domestic_abuse_incident.v1", {"persons_involved": []}
+    ) == [Counting(school, timedelta(days=90), subject_only=False)]
+    assert config.counting(attendance, {"presenting_reasons": ["injury", "alcohol"]}) == [
+        Counting(frozenset({attendance}), timedelta(days=30), subject_only=True),
+        Counting(school, timedelta(days=90), subject_only=False),
+    ]
+    assert config.counting(attendance, {"presenting_reasons": ["other"]}) == []
+    assert config.counting(attendance, {}) == []  # the condition fails: counted by none
+    assert config.counting("uk.lookout.person.residence.v1", {}) == []

@@ -141,16 +141,27 @@ def _member_fact(
     return fact
 
 
-def _holds(rule: Rule, condition: Condition | None, data: dict[str, Any]) -> bool:
+def _holds(
+    rule: Rule, condition: Condition | None, data: dict[str, Any], *, counted: bool = True
+) -> bool:
     """A CEL condition on an event's data; an expression that fails on this event (a
-    missing field, a type mismatch) does not match, and is counted so the author hears."""
+    missing field, a type mismatch) does not match, and is counted so the author hears
+    (unless ``counted`` is false)."""
     if condition is None:
         return True
     try:
         return condition.program.execute(condition.context(data)) is True
     except Exception:  # CEL raises KeyError/TypeError/RuntimeError/ValueError by case
-        metrics.RULE_ERRORS.labels(rule.id).inc()
+        if counted:
+            metrics.RULE_ERRORS.labels(rule.id).inc()
         return False
+
+
+def window_counts(rule: Rule, index: int, data: dict[str, Any]) -> bool:
+    """Whether history window ``index`` of ``rule`` can count an event with this ``data``
+    (of one of its types): its condition holds. Ages and dates are the evaluation's. An
+    error is not counted here: the evaluation that meets it counts it."""
+    return _holds(rule, rule.history_conditions[index], data, counted=False)
 
 
 def _history_matches(
