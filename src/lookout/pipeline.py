@@ -42,6 +42,7 @@ from lookout.rules.evaluator import (
     NamedPerson,
     TriggerEvent,
     evaluate,
+    may_trigger,
     window_counts,
 )
 from lookout.rules.model import Rule
@@ -643,7 +644,6 @@ async def _evaluate(
         {e.subject_person_id for e in events if e.subject_person_id}
         | {p for found in named.values() for _, p in found},
     )
-    snapshots = await household.snapshots(session, [(h, on) for _, on, h in targets])
     # The schools of the persons the events name (a child present at a police incident
     # may live elsewhere): one read, only when an event names persons.
     named_on = sorted(
@@ -652,11 +652,8 @@ async def _evaluate(
     schools = dict(
         zip(named_on, await household_repository.schools_on(session, named_on), strict=True)
     )
-    history, at_address = await _history(session, config, events, snapshots)
-    matches: list[tuple[TriggerEvent, Candidate]] = []
-    evaluations: Counter[str] = Counter()  # by event type; counted per rule below
-    for (event, on, _), snapshot in zip(targets, snapshots, strict=True):
-        trigger = TriggerEvent(
+    triggers = {
+        event.pk: TriggerEvent(
             event_pk=event.pk,
             source=event.source,
             event_id=event.event_id,
@@ -670,11 +667,29 @@ async def _evaluate(
                 for r, p in named[event.pk]
             ),
         )
-        evaluations[event.type] += 1
+        for event, on in zip(events, local_dates, strict=True)
+    }
+    # Only the events some rule may raise an alert for need a snapshot and a history: the
+    # others (an adult's attendance for an injury, a child moving in) raise nothing in any
+    # household, and count as evaluated without one.
+    flags_ever = await household_repository.flag_kinds_ever(
+        session, {e.subject_person_id for e in events if e.subject_person_id}
+    )
+    rules_of = {
+        pk: may_trigger(config.rules, t, flags_ever.get(t.subject_person_id or 0, frozenset()))
+        for pk, t in triggers.items()
+    }
+    evaluations: Counter[str] = Counter(e.type for e, _, _ in targets)  # counted per rule below
+    targets = [t for t in targets if rules_of[t[0].pk]]
+    snapshots = await household.snapshots(session, [(h, on) for _, on, h in targets])
+    history, at_address = await _history(session, config, [e for e, _, _ in targets], snapshots)
+    matches: list[tuple[TriggerEvent, Candidate]] = []
+    for (event, _, _), snapshot in zip(targets, snapshots, strict=True):
         persons = {m.person_id for m in snapshot.members} | {event.subject_person_id or 0}
         past = [h for p in persons for h in history.get(p, ())]
         past += [h for h in at_address.get(snapshot.household_id, ()) if h.person_id not in persons]
-        matches.extend((trigger, c) for c in evaluate(config.rules, trigger, snapshot, past))
+        trigger = triggers[event.pk]
+        matches.extend((trigger, c) for c in evaluate(rules_of[event.pk], trigger, snapshot, past))
     for rule in config.rules:
         if n := sum(evaluations[t] for t in rule.spec.trigger.types):
             metrics.RULE_EVALUATIONS.labels(rule.id, rule.version[:12]).inc(n)

@@ -123,8 +123,9 @@ async def test_a_residence_that_did_not_change_re_evaluates_nothing(
         stored = set((await session.execute(select(Event.id))).scalars())
     seen = record_evaluations(monkeypatch)
     # The same move-in again, as a new event: the residences come out the same, so only
-    # the new event itself (a residence is a trigger of the new-adult rule) is evaluated.
-    await feeder.feed([moved_in(child, since)])
+    # the new event itself (an adult's move-in is a trigger of the new-adult rule) is
+    # evaluated.
+    await feeder.feed([moved_in(adult, since)])
     assert seen
     assert not set(seen) & stored
 
@@ -137,7 +138,7 @@ async def test_a_residence_that_did_not_change_re_evaluates_nothing(
         ("incident", True, False),
         ("alcohol", True, False),
         # Counted by the repeat-injury rule's window only (attendances; scope subject): the
-        # adult's own attendance, not the child's, nor the child's absence.
+        # adult's own attendance, not the infant's, nor the child's absence.
         ("injury", False, True),
         # Counted by no window: its type is theirs, but no condition holds.
         ("other", False, False),
@@ -153,21 +154,22 @@ async def test_a_late_history_event_re_evaluates_only_what_the_windows_counting_
     await register_orgs(sessions)
     await register_police(sessions)
     adult, child = person(years_before(NOW, 34)), person(years_before(NOW, 9))
+    infant = person((NOW - timedelta(days=300)).date())
     feeder = Feeder(sessions, pipeline_config())
     since = years_before(NOW, 2)
-    await feeder.feed([moved_in(adult, since), moved_in(child, since)])
+    await feeder.feed([moved_in(p, since) for p in (adult, child, infant)])
     earlier = NOW - timedelta(days=5)
     await feeder.feed(
         [
             ed_attendance(adult, at=earlier),
-            ed_attendance(child, ("injury",), at=earlier),
+            ed_attendance(infant, ("injury",), at=earlier),
             absence(child, at=earlier),
         ]
     )
     async with sessions() as session:
         stored = (await session.execute(select(Event.id, Event.type, Event.data))).all()
     absence_pk = next(pk for pk, t, _ in stored if t == "uk.lookout.education.absence.v1")
-    adult_pk, child_pk = (
+    adult_pk, infant_pk = (
         pk
         for wanted in (["alcohol"], ["injury"])
         for pk, _, data in stored
@@ -184,7 +186,7 @@ async def test_a_late_history_event_re_evaluates_only_what_the_windows_counting_
     )
     assert (absence_pk in seen) is absence_again
     assert (adult_pk in seen) is adult_attendance_again
-    assert child_pk not in seen
+    assert infant_pk not in seen
 
 
 async def test_late_history_events_in_one_batch_each_reach_only_their_own_windows(

@@ -211,6 +211,23 @@ async def households_ever(session: AsyncSession, person_ids: Iterable[int]) -> s
     return {r[0] for r in rows}
 
 
+async def flag_kinds_ever(
+    session: AsyncSession, person_ids: Iterable[int]
+) -> dict[int, frozenset[str]]:
+    """Every kind of flag each of these persons has held, at any time (persons with none
+    are left out)."""
+    ids = list(set(person_ids))
+    if not ids:
+        return {}
+    rows = await fetch(
+        session, "SELECT DISTINCT person_id, kind FROM flags WHERE person_id = ANY($1)", ids
+    )
+    found: dict[int, set[str]] = {}
+    for person_id, kind in rows:
+        found.setdefault(person_id, set()).add(kind)
+    return {p: frozenset(kinds) for p, kinds in found.items()}
+
+
 def _grouped(rows: Iterable[asyncpg.Record]) -> dict[int, set[int]]:
     """(key, value) rows as each key's set of values."""
     found: dict[int, set[int]] = {}

@@ -9,6 +9,7 @@ the result independent of the order in which events arrive.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -196,6 +197,30 @@ def _history_matches(
                 continue
         if _holds(rule, rule.history_conditions[index], past.data):
             found.append(past)
+    return found
+
+
+def may_trigger(
+    rules: Sequence[Rule], event: TriggerEvent, flags_ever: AbstractSet[str]
+) -> list[Rule]:
+    """The rules that ``evaluate`` may raise for ``event`` in any household: those whose
+    trigger checks that need no household hold (its types, the subject's age, the condition
+    on ``data``) and, for a trigger asking for a flagged subject, whose flags are among
+    ``flags_ever`` (every kind of flag the subject has held, at any time). For any other
+    rule ``evaluate`` returns nothing, whatever the snapshot and the history, so a caller
+    can skip reading them when this is empty."""
+    found = []
+    for rule in rules:
+        subject = rule.spec.trigger.subject
+        if (
+            event.type in rule.trigger_types
+            and _age_matches(
+                event.subject_age, subject.age_at_least, subject.age_under, subject.unknown_age
+            )
+            and (not subject.flags_any or not flags_ever.isdisjoint(subject.flags_any))
+            and _holds(rule, rule.condition, event.data)
+        ):
+            found.append(rule)
     return found
 
 
