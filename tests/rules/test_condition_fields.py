@@ -1,6 +1,7 @@
 """A CEL condition is handed only the fields of ``data`` it reads (converting the whole
 event to CEL was most of an evaluation's cost): which fields those are, and that the
-result is the same as with the whole of ``data``."""
+result is the same as with the whole of ``data``, also when it comes from the
+condition's memo of earlier results."""
 
 from __future__ import annotations
 
@@ -112,6 +113,36 @@ def test_the_fields_handed_give_the_result_of_the_whole_data(
     assert condition is not None
     assert condition.fields is not None
     assert _outcome(condition, condition.context(data)) == _outcome(condition, {"data": data})
+
+
+# Compiled once, so that each condition's memo fills over the examples.
+MEMOISED = {e: _compile(e, "test") for e in RULE_EXPRESSIONS + EXTRA}
+
+
+@pytest.mark.parametrize("expression", RULE_EXPRESSIONS + EXTRA)
+@settings(max_examples=200, deadline=None)
+@given(data=st.dictionaries(st.sampled_from(KEYS), JSON, max_size=6))
+def test_a_memoised_result_is_the_result_of_the_whole_data(
+    expression: str, data: dict[str, Any]
+) -> None:
+    condition = MEMOISED[expression]
+    assert condition is not None
+    kind, value = _outcome(condition, {"data": data})
+    try:
+        got: tuple[str, Any] = ("value", condition.holds(data))
+    except Exception as exc:  # as _outcome: the error's class
+        got = ("error", type(exc).__name__)
+    assert got == ((kind, value is True) if kind == "value" else (kind, value))
+
+
+def test_values_equal_in_python_but_not_in_type_never_share_a_result() -> None:
+    condition = _compile("data.change == 1", "test")
+    assert condition is not None
+    # Only text (and lists of text) is memoised: True == 1 == 1.0 in Python, not in CEL.
+    assert [condition.memo_key({"change": v}) for v in (True, 1, 1.0, None)] == [None] * 4
+    assert condition.memo_key({"change": ["a"]}) == (("a",),)
+    assert condition.memo_key({"change": "a"}) == ("a",)
+    assert condition.memo_key({}) == (None,)
 
 
 def test_a_condition_that_fails_on_an_event_does_not_match_and_is_counted() -> None:

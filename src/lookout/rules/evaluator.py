@@ -151,7 +151,7 @@ def _holds(
     if condition is None:
         return True
     try:
-        return condition.program.execute(condition.context(data)) is True
+        return condition.holds(data)
     except Exception:  # CEL raises KeyError/TypeError/RuntimeError/ValueError by case
         if counted:
             metrics.RULE_ERRORS.labels(rule.id).inc()

@@ -247,6 +247,9 @@ def data_fields(expression: str) -> tuple[frozenset[str], frozenset[str]] | None
     return frozenset(reads), frozenset(reads - valued)
 
 
+MEMO_LIMIT = 4096  # results a condition keeps (the distinct coded values are few)
+
+
 @dataclass(frozen=True)
 class Condition:
     """A compiled CEL condition on an event's ``data``.
@@ -261,6 +264,9 @@ class Condition:
     program: cel.Program
     fields: frozenset[str] | None  # the fields of ``data`` it reads; None: all of ``data``
     presence_only: frozenset[str] = frozenset()  # read only by has(data.f)
+    # Results by ``memo_key``: the coded values conditions read (reasons, a change) repeat
+    # from event to event, and executing the program costs microseconds each time.
+    memo: dict[tuple[Any, ...], bool] = field(default_factory=dict, compare=False, repr=False)
 
     def context(self, data: dict[str, Any]) -> dict[str, Any]:
         """The variables to execute the program with, for an event's ``data``."""
@@ -268,6 +274,38 @@ class Condition:
             return {"data": data}
         only = self.presence_only
         return {"data": {f: None if f in only else data[f] for f in self.fields if f in data}}
+
+    def holds(self, data: dict[str, Any]) -> bool:
+        """Whether the program is true for an event's ``data`` (raises what CEL raises;
+        an error is never kept in the memo)."""
+        key = self.memo_key(data)
+        if key is not None and (known := self.memo.get(key)) is not None:
+            return known
+        held = self.program.execute(self.context(data)) is True
+        if key is not None and len(self.memo) < MEMO_LIMIT:
+            self.memo[key] = held
+        return held
+
+    def memo_key(self, data: dict[str, Any]) -> tuple[Any, ...] | None:
+        """What ``context`` hands the program, as a key exact in type (Python's
+        ``True == 1 == 1.0`` must not share a result): each field read is absent (None),
+        present (True, read only by ``has()``), text, or a tuple of texts. None when a
+        value is anything else, or the condition reads all of ``data``: no memo then."""
+        if self.fields is None:
+            return None
+        key: list[Any] = []
+        for f in self.fields:
+            if f not in data:
+                key.append(None)
+            elif f in self.presence_only:
+                key.append(True)
+            elif type(value := data[f]) is str:
+                key.append(value)
+            elif type(value) is list and all(type(v) is str for v in value):
+                key.append(tuple(value))
+            else:
+                return None
+        return tuple(key)
 
 
 @dataclass(frozen=True, slots=True)
