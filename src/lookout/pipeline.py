@@ -35,7 +35,14 @@ from lookout.identity.service import MatchThresholds, PersonRef, resolve
 from lookout.ingest import repository as ingest
 from lookout.ingest.catalogue import Catalogue
 from lookout.ingest.repository import OffsetMove, Position, StoredEvent
-from lookout.ingest.validation import Invalid, Reason, Valid, person_refs, validate
+from lookout.ingest.validation import (
+    NAMES_OTHERS,
+    Invalid,
+    Reason,
+    Valid,
+    person_refs,
+    validate,
+)
 from lookout.rules.evaluator import (
     Candidate,
     HistoryEvent,
@@ -705,6 +712,8 @@ async def _evaluate(
 
 def _named(event: StoredEvent) -> list[tuple[str, int]]:
     """(role, person id) of each person the event names other than its subject."""
+    if event.type not in NAMES_OTHERS:
+        return []
     roles = [role for _, role, _ in person_refs(event.type, event.data)]
     if len(roles) != len(event.persons):
         return []

@@ -80,6 +80,12 @@ PERSON_PATHS: Mapping[str, tuple[tuple[str, str], ...]] = {
 }
 
 
+# The event types that can name a person other than their subject.
+NAMES_OTHERS: frozenset[str] = frozenset(
+    t for t, paths in PERSON_PATHS.items() if any(role != "subject" for _, role in paths)
+)
+
+
 def person_refs(
     event_type: str, data: Mapping[str, Any]
 ) -> Iterator[tuple[str, str, dict[str, Any]]]:
