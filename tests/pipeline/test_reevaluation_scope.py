@@ -54,6 +54,20 @@ def record_evaluations(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return seen
 
 
+async def settled(sessions: async_sessionmaker[AsyncSession], *residents: Any) -> Feeder:
+    """A feeder, with the organisations registered and ``residents`` moved in at ADDRESS
+    two years ago."""
+    await register_orgs(sessions)
+    feeder = Feeder(sessions, pipeline_config())
+    await feeder.feed([moved_in(p, years_before(NOW, 2)) for p in residents])
+    return feeder
+
+
+async def pk_of(sessions: async_sessionmaker[AsyncSession], event_type: str) -> int | None:
+    async with sessions() as session:
+        return await session.scalar(select(Event.id).where(Event.type == event_type))
+
+
 async def test_a_child_who_moved_in_before_an_earlier_attendance_raises_it(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
@@ -151,13 +165,10 @@ async def test_a_late_history_event_re_evaluates_only_what_the_windows_counting_
     absence_again: bool,
     adult_attendance_again: bool,
 ) -> None:
-    await register_orgs(sessions)
-    await register_police(sessions)
     adult, child = person(years_before(NOW, 34)), person(years_before(NOW, 9))
     infant = person((NOW - timedelta(days=300)).date())
-    feeder = Feeder(sessions, pipeline_config())
-    since = years_before(NOW, 2)
-    await feeder.feed([moved_in(p, since) for p in (adult, child, infant)])
+    feeder = await settled(sessions, adult, child, infant)
+    await register_police(sessions)
     earlier = NOW - timedelta(days=5)
     await feeder.feed(
         [
@@ -192,20 +203,12 @@ async def test_a_late_history_event_re_evaluates_only_what_the_windows_counting_
 async def test_late_history_events_in_one_batch_each_reach_only_their_own_windows(
     sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    await register_orgs(sessions)
-    adult, child = person(years_before(NOW, 34)), person(years_before(NOW, 9))
-    neighbour = person(years_before(NOW, 40))
+    adult, child, neighbour = (person(years_before(NOW, age)) for age in (34, 9, 40))
+    feeder = await settled(sessions, adult, child)
     elsewhere = {**ADDRESS, "uprn": "100023336957"}
-    feeder = Feeder(sessions, pipeline_config())
-    since = years_before(NOW, 2)
-    await feeder.feed(
-        [moved_in(adult, since), moved_in(child, since), moved_in(neighbour, since, elsewhere)]
-    )
+    await feeder.feed([moved_in(neighbour, years_before(NOW, 2), elsewhere)])
     await feeder.feed([absence(child, at=NOW - timedelta(days=5))])
-    async with sessions() as session:
-        absence_pk = await session.scalar(
-            select(Event.id).where(Event.type == "uk.lookout.education.absence.v1")
-        )
+    absence_pk = await pk_of(sessions, "uk.lookout.education.absence.v1")
     seen = record_evaluations(monkeypatch)
     # An injury of the adult (a window of the subject only) and an alcohol attendance of
     # someone in another household (a household window): neither reaches the child.
@@ -221,11 +224,8 @@ async def test_late_history_events_in_one_batch_each_reach_only_their_own_window
 async def test_a_late_history_event_outside_a_window_of_the_triggers_re_evaluates_nothing(
     sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    await register_orgs(sessions)
     adult, child = person(years_before(NOW, 34)), person(years_before(NOW, 9))
-    feeder = Feeder(sessions, pipeline_config())
-    since = years_before(NOW, 2)
-    await feeder.feed([moved_in(adult, since), moved_in(child, since)])
+    feeder = await settled(sessions, adult, child)
     await feeder.feed([absence(child, at=NOW - timedelta(days=5))])
     seen = record_evaluations(monkeypatch)
     # 95 days before the absence: the school-concern window is 90 days.
