@@ -579,11 +579,11 @@ async def _after_late_history(
     if not late:
         return []
     household_wide = [(i, c) for i, c in late if not c.subject_only]
-    lived = await household_repository.households_ever_of(
+    subjects_of = await household_repository.households_ever_of(
         session, {i.subject_person_id for i, _ in household_wide if i.subject_person_id}
     )
-    homes_of: dict[int, set[int]] = defaultdict(set)  # person -> households of that set
-    for home, persons in lived.items():
+    homes_of: dict[int, set[int]] = defaultdict(set)  # subject -> the households they lived in
+    for home, persons in subjects_of.items():
         for p in persons:
             homes_of[p].add(home)
     # Who a late event's window can concern: by subject, and by household.
@@ -597,6 +597,7 @@ async def _after_late_history(
             homes = homes_of.get(item.subject_person_id or 0, set())
             for home in homes | ({item.household_id} if item.household_id else set()):
                 by_home[home].append((at, counting))
+    # Everyone who ever lived in one of those households, with which of them.
     residents = await household_repository.homes_ever(session, by_home)
     stored = await ingest.events_of(
         session,

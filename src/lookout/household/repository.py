@@ -417,14 +417,3 @@ async def homes_ever(session: AsyncSession, household_ids: Iterable[int]) -> dic
         ids,
     )
     return _grouped(rows)
-
-
-async def members_ever(session: AsyncSession, household_ids: Iterable[int]) -> set[int]:
-    """Everyone who has a residence at these households at any time."""
-    ids = list(set(household_ids))
-    if not ids:
-        return set()
-    rows = await fetch(
-        session, "SELECT DISTINCT person_id FROM residences WHERE household_id = ANY($1)", ids
-    )
-    return {r[0] for r in rows}
