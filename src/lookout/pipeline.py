@@ -230,6 +230,7 @@ async def process_batch(
             )
 
     # 3. Dedupe on (source, id): same content is absorbed, different content rejected.
+    consumed: Counter[tuple[str, str, str]] = Counter()  # (type, source, outcome), for the metric
     seen = await ingest.known_hashes(session, ((v.event.source, v.event.id) for _, v in registered))
     fresh: list[_Accepted] = []
     for message, v in registered:
@@ -237,7 +238,7 @@ async def process_batch(
         if key in seen:
             if seen[key] == v.content_hash:
                 result.duplicates += 1
-                metrics.EVENTS_CONSUMED.labels(v.event.type, v.event.source, "duplicate").inc()
+                consumed[(v.event.type, v.event.source, "duplicate")] += 1
             else:
                 rejected.append(
                     (
@@ -289,9 +290,7 @@ async def process_batch(
         audit.append(
             Entry(Action.event_accepted, "event", str(pk), details={"type": item.valid.event.type})
         )
-        metrics.EVENTS_CONSUMED.labels(
-            item.valid.event.type, item.valid.event.source, "accepted"
-        ).inc()
+        consumed[(item.valid.event.type, item.valid.event.source, "accepted")] += 1
     result.accepted = len(fresh)
     result.sources = {item.valid.event.source for item in fresh}
 
@@ -423,6 +422,8 @@ async def process_batch(
     await _store_rejections(session, config, rejected, agencies, result, audit)
     await record(session, WORKER, audit)
     await _advance_offsets(session, messages, config, positions)
+    for labels, n in consumed.items():
+        metrics.EVENTS_CONSUMED.labels(*labels).inc(n)
     return result
 
 

@@ -289,6 +289,41 @@ async def test_replaying_the_same_events_changes_nothing(
     await feeder.feed(events)
     again = await feeder.feed(events)
     assert (again.accepted, again.duplicates, again.rejections) == (0, 3, [])
+
+
+async def test_consumed_events_are_counted_by_type_source_and_outcome(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    await register_orgs(sessions)
+    mother, child, _ = family()
+    since = years_before(NOW, 1)
+    events = [moved_in(mother, since), moved_in(child, since), ed_attendance(mother)]
+
+    def consumed(type_: str, outcome: str) -> float:
+        labels = {"type": f"uk.lookout.{type_}.v1", "outcome": outcome}
+        return sum(
+            s.value
+            for m in REGISTRY.collect()
+            if m.name == "lookout_events_consumed"
+            for s in m.samples
+            if s.name.endswith("_total") and labels.items() <= s.labels.items()
+        )
+
+    before = {
+        (t, o): consumed(t, o)
+        for t in ("person.residence", "health.ed_attendance")
+        for o in ("accepted", "duplicate")
+    }
+    feeder = Feeder(sessions)
+    await feeder.feed(events)
+    await feeder.feed(events[1:])
+    after = {key: consumed(*key) - n for key, n in before.items()}
+    assert after == {
+        ("person.residence", "accepted"): 2,
+        ("person.residence", "duplicate"): 1,
+        ("health.ed_attendance", "accepted"): 1,
+        ("health.ed_attendance", "duplicate"): 1,
+    }
     assert len(await alerts(sessions)) == 1
     async with sessions() as session:
         raised = (
