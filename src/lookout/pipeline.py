@@ -81,9 +81,10 @@ class Counting:
     within: timedelta
     subject_only: bool
 
-    def covers(self, since: datetime, trigger_type: str, at: datetime) -> bool:
-        """Whether an event at ``since`` counts for a trigger of this type at ``at``."""
-        return trigger_type in self.triggers and since <= at < since + self.within
+    def covers(self, counted_at: datetime, trigger_type: str, trigger_at: datetime) -> bool:
+        """Whether an event at ``counted_at`` counts for a trigger of this type at
+        ``trigger_at``."""
+        return trigger_type in self.triggers and counted_at <= trigger_at < counted_at + self.within
 
 
 @dataclass(frozen=True)

@@ -211,9 +211,7 @@ async def households_ever(session: AsyncSession, person_ids: Iterable[int]) -> s
     return {r[0] for r in rows}
 
 
-async def flag_kinds_ever(
-    session: AsyncSession, person_ids: Iterable[int]
-) -> dict[int, frozenset[str]]:
+async def flag_kinds_ever(session: AsyncSession, person_ids: Iterable[int]) -> dict[int, set[str]]:
     """Every kind of flag each of these persons has held, at any time (persons with none
     are left out)."""
     ids = list(set(person_ids))
@@ -222,15 +220,12 @@ async def flag_kinds_ever(
     rows = await fetch(
         session, "SELECT DISTINCT person_id, kind FROM flags WHERE person_id = ANY($1)", ids
     )
-    found: dict[int, set[str]] = {}
-    for person_id, kind in rows:
-        found.setdefault(person_id, set()).add(kind)
-    return {p: frozenset(kinds) for p, kinds in found.items()}
+    return _grouped(rows)
 
 
-def _grouped(rows: Iterable[asyncpg.Record]) -> dict[int, set[int]]:
+def _grouped(rows: Iterable[asyncpg.Record]) -> dict[Any, set[Any]]:
     """(key, value) rows as each key's set of values."""
-    found: dict[int, set[int]] = {}
+    found: dict[Any, set[Any]] = {}
     for key, value in rows:
         found.setdefault(key, set()).add(value)
     return found
