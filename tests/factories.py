@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -378,8 +378,17 @@ async def raise_alerts(
     sessions: async_sessionmaker[AsyncSession], count: int = 1, la_code: str = LA
 ) -> BatchResult:
     """``count`` alerts for the children's services of ``la_code``, in one batch."""
+    return await raise_alerts_for(sessions, {la_code: count})
+
+
+async def raise_alerts_for(
+    sessions: async_sessionmaker[AsyncSession], counts: Mapping[str, int]
+) -> BatchResult:
+    """``counts[la]`` alerts for the children's services of each LA, in one batch (the
+    households in the order of ``counts``)."""
     start = next(_serial) * 1000
-    events = [e for n in range(count) for e in household_events(address(start + n, la_code))]
+    las = [la for la, count in counts.items() for _ in range(count)]
+    events = [e for n, la in enumerate(las) for e in household_events(address(start + n, la))]
     return await Feeder(sessions, pipeline_config(group_id=f"g-{start}")).feed(events)
 
 

@@ -16,6 +16,7 @@ from tests.factories import (
     event,
     pipeline_config,
     raise_alerts,
+    raise_alerts_for,
     register_orgs,
 )
 
@@ -68,6 +69,27 @@ async def test_concurrent_batches_for_one_organisation_still_number_without_gaps
     assert sum(len(r.alerts) for r in results) == 12
     assert await sequences(sessions, "hackney-cs") == list(range(1, 13))
     assert [e.sequence for e in await outbox(sessions, "hackney-cs")] == list(range(1, 13))
+
+
+async def test_batches_raising_alerts_for_several_organisations_number_each_1_to_n(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Each batch advances the counters of both organisations at once; batches listing
+    them in either order run concurrently without deadlock or gaps."""
+    await register_orgs(sessions)
+    first = await raise_alerts_for(sessions, {LA: 2, OTHER_LA: 1})
+    assert len(first.alerts) == 3
+    assert await sequences(sessions, "hackney-cs") == [1, 2]
+    assert await sequences(sessions, "barking-cs") == [1]
+    mixes = [{LA: 1, OTHER_LA: 2}, {OTHER_LA: 2, LA: 1}] * 3
+    results = await asyncio.gather(*(raise_alerts_for(sessions, m) for m in mixes))
+    assert sum(len(r.alerts) for r in results) == 18
+    assert await sequences(sessions, "hackney-cs") == list(range(1, 9))
+    assert await sequences(sessions, "barking-cs") == list(range(1, 14))
+    for org in ("hackney-cs", "barking-cs"):
+        events = await outbox(sessions, org)
+        assert [e.sequence for e in events] == list(range(1, len(events) + 1))
+        assert sorted(e.alert_sequence for e in events) == await sequences(sessions, org)
 
 
 async def test_a_retraction_marks_the_alert_for_review_and_tells_the_recipient(

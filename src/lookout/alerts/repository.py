@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,13 +23,11 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lookout.alerts.models import Alert, AlertEvidence, AlertNote, AlertStatus
-from lookout.db import any_of, fetch
-from lookout.delivery.models import AlertEvent
+from lookout.db import any_of, fetch, json_dumps
 from lookout.ingest.models import Event
 from lookout.orgs.models import Organisation, OrgKind
 
@@ -158,9 +156,6 @@ _CLOSED_ALERTS = """
 """
 
 AlertKey = tuple[str, int, str]  # (rule id, household id, recipient key)
-# Core tables for the multi-row writes (no ORM unit of work, no per-row objects).
-_ALERTS = Alert.metadata.tables["alerts"]
-_EVIDENCE = Alert.metadata.tables["alert_evidence"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,25 +200,53 @@ async def closed_alerts(
     return {(r[0], r[1], r[2]): ClosedAlerts(r[3], frozenset(r[4])) for r in rows}
 
 
+_INSERT_OPEN_ALERTS = """
+    INSERT INTO alerts (id, rule_id, rule_version, severity, household_id, recipient_key,
+        recipient_org_id, status, summary, children, explanation, trigger_event_id,
+        trigger_time, review_by)
+    SELECT id, rule_id, rule_version, severity, household_id, recipient_key,
+        recipient_org_id, 'new', summary, children::jsonb,
+        explanation::jsonb, trigger_event_id, trigger_time, review_by
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[],
+        $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::timestamptz[],
+        $13::timestamptz[])
+        AS r(id, rule_id, rule_version, severity, household_id, recipient_key,
+            recipient_org_id, summary, children, explanation, trigger_event_id, trigger_time,
+            review_by)
+    ON CONFLICT (rule_id, household_id, recipient_key) WHERE status <> 'closed' DO NOTHING
+    RETURNING id
+"""
+_NEW_ALERT_COLUMNS = (
+    "id",
+    "rule_id",
+    "rule_version",
+    "severity",
+    "household_id",
+    "recipient_key",
+    "recipient_org_id",
+    "summary",
+    "children",
+    "explanation",
+    "trigger_event_id",
+    "trigger_time",
+    "review_by",
+)
+_NEW_ALERT_JSON = frozenset({"children", "explanation"})
+
+
 async def insert_open_alerts(
     session: AsyncSession, rows: Sequence[dict[str, Any]]
 ) -> set[uuid.UUID]:
-    """Insert alerts (multi-row statements), skipping any whose (rule, household,
-    recipient) has an open alert already (another writer got there first); returns the
-    ids inserted."""
+    """Insert alerts (one statement, the columns as arrays), skipping any whose (rule,
+    household, recipient) has an open alert already (another writer got there first);
+    returns the ids inserted."""
     if not rows:
         return set()
-    result = await session.execute(
-        pg_insert(_ALERTS)
-        .on_conflict_do_nothing(
-            index_elements=["rule_id", "household_id", "recipient_key"],
-            index_where=text("status <> 'closed'"),
-        )
-        .returning(_ALERTS.c.id)
-        .execution_options(render_nulls=True),
-        list(rows),
-    )
-    return set(result.scalars())
+    columns = [
+        [json_dumps(r[c]) for r in rows] if c in _NEW_ALERT_JSON else [r[c] for r in rows]
+        for c in _NEW_ALERT_COLUMNS
+    ]
+    return {r[0] for r in await fetch(session, _INSERT_OPEN_ALERTS, *columns)}
 
 
 _ADD_CHILDREN = text(
@@ -555,23 +578,36 @@ async def add_note(session: AsyncSession, alert_id: uuid.UUID, author: str, body
     return note
 
 
-async def take_sequences(
-    session: AsyncSession, org_id: str, alerts: int, events: int
-) -> tuple[int, int]:
-    """Advance the organisation's counters by (alerts, events); returns the new last values.
-
-    The row stays locked until the transaction ends: numbers are gapless, in commit order."""
-    (row,) = await fetch(session, _TAKE_SEQUENCES, org_id, alerts, events)
-    return int(row[0]), int(row[1])
-
-
 _TAKE_SEQUENCES = """
-    INSERT INTO org_sequences (org_id, alert_last, event_last) VALUES ($1, $2, $3)
+    INSERT INTO org_sequences (org_id, alert_last, event_last)
+    SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[])
     ON CONFLICT (org_id) DO UPDATE SET
         alert_last = org_sequences.alert_last + excluded.alert_last,
         event_last = org_sequences.event_last + excluded.event_last
-    RETURNING alert_last, event_last
+    RETURNING org_id, alert_last, event_last
 """
+
+
+async def take_sequences(
+    session: AsyncSession, counts: Mapping[str, tuple[int, int]]
+) -> dict[str, tuple[int, int]]:
+    """Advance each organisation's counters by its (alerts, events), all in one statement;
+    returns each one's new last values.
+
+    The rows are taken in the order of ``counts`` (``unnest`` gives its rows in order):
+    every writer passes its organisations in id order, so two never wait on each other in
+    opposite orders. The rows stay locked until the transaction ends: numbers are gapless,
+    in commit order."""
+    if not counts:
+        return {}
+    rows = await fetch(
+        session,
+        _TAKE_SEQUENCES,
+        list(counts),
+        [alerts for alerts, _ in counts.values()],
+        [events for _, events in counts.values()],
+    )
+    return {r[0]: (int(r[1]), int(r[2])) for r in rows}
 
 
 async def set_sequences(session: AsyncSession, numbered: Sequence[tuple[uuid.UUID, int]]) -> None:
@@ -597,8 +633,21 @@ async def sequences_of(
 
 
 async def insert_alert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Write outbox rows (one statement, the columns as arrays, in ``rows``' order)."""
     if rows:
-        await session.execute(pg_insert(AlertEvent), list(rows))
+        await fetch(
+            session,
+            "INSERT INTO alert_events (org_id, sequence, type, alert_id, alert_sequence, details)"
+            " SELECT org_id, sequence, type, alert_id, alert_sequence, details::jsonb"
+            " FROM unnest($1::text[], $2::bigint[], $3::text[], $4::uuid[], $5::bigint[],"
+            " $6::text[]) AS r(org_id, sequence, type, alert_id, alert_sequence, details)",
+            [r["org_id"] for r in rows],
+            [r["sequence"] for r in rows],
+            [r["type"] for r in rows],
+            [r["alert_id"] for r in rows],
+            [r["alert_sequence"] for r in rows],
+            [json_dumps(r["details"]) for r in rows],
+        )
 
 
 async def undeliverable(session: AsyncSession, *, limit: int, offset: int) -> list[Alert]:

@@ -278,10 +278,10 @@ async def publish(
     """Number new alerts and write the outbox rows (``alert_events``) for them and for
     ``changes``, in the caller's transaction.
 
-    Each organisation's counter row is advanced once, organisations in id order and after
-    every other write of the transaction, so two writers never wait on each other in
-    opposite orders. The lock on the counter row is what makes the sequences gapless and
-    visible in commit order; it serialises alert writes per organisation only."""
+    The counter rows of all the organisations concerned are advanced in one statement, in
+    id order and after every other write of the transaction, so two writers never wait on
+    each other in opposite orders. The lock on the counter row is what makes the sequences
+    gapless and visible in commit order; it serialises alert writes per organisation only."""
     new_by_org: dict[str, list[uuid.UUID]] = {}
     for r in raised:
         if r.recipient_org_id is not None:
@@ -291,20 +291,25 @@ async def publish(
         if c.org_id is not None:
             changes_by_org.setdefault(c.org_id, []).append(c)
     known = await repository.sequences_of(session, [c.alert_id for c in changes])
-    events: list[dict[str, Any]] = []
+    work: dict[str, tuple[list[uuid.UUID], list[Change]]] = {}
     for org_id in sorted(new_by_org.keys() | changes_by_org.keys()):
         new = new_by_org.get(org_id, [])
         changed = [
             c for c in changes_by_org.get(org_id, []) if c.alert_id in known or c.alert_id in new
         ]
-        alert_last, event_last = await repository.take_sequences(
-            session, org_id, len(new), len(new) + len(changed)
-        )
-        numbered = list(zip(new, range(alert_last - len(new) + 1, alert_last + 1), strict=True))
-        await repository.set_sequences(session, numbered)
-        known.update(numbered)
+        work[org_id] = (new, changed)
+    last = await repository.take_sequences(
+        session, {org: (len(new), len(new) + len(changed)) for org, (new, changed) in work.items()}
+    )
+    numbered: list[tuple[uuid.UUID, int]] = []
+    events: list[dict[str, Any]] = []
+    for org_id, (new, changed) in work.items():
+        alert_last, event_last = last[org_id]
+        mine = list(zip(new, range(alert_last - len(new) + 1, alert_last + 1), strict=True))
+        numbered += mine
+        known.update(mine)
         sequence = event_last - len(new) - len(changed)
-        for alert_id, alert_sequence in numbered:
+        for alert_id, alert_sequence in mine:
             sequence += 1
             events.append(
                 _event_row(org_id, sequence, EventType.created, alert_id, alert_sequence, {})
@@ -314,6 +319,7 @@ async def publish(
             events.append(
                 _event_row(org_id, sequence, c.type, c.alert_id, known[c.alert_id], c.details)
             )
+    await repository.set_sequences(session, numbered)
     await repository.insert_alert_events(session, events)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 import orjson
-from sqlalchemy import delete, insert
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lookout.db import advisory_locks, any_of, fetch
@@ -246,9 +246,26 @@ async def households_ever_of(
     return _grouped(rows)
 
 
+_RELATIONSHIP_COLUMNS = (
+    "person_id",
+    "related_person_id",
+    "kind",
+    "valid_from",
+    "valid_to",
+    "event_id",
+)
+_INSERT_RELATIONSHIPS = """
+    INSERT INTO relationships (person_id, related_person_id, kind, valid_from, valid_to, event_id)
+    SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::date[], $5::date[],
+        $6::bigint[])
+"""
+
+
 async def add_relationships(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert relationship rows (one statement, the columns as arrays)."""
     if rows:
-        await session.execute(insert(Relationship), list(rows))
+        columns = [[r[c] for r in rows] for c in _RELATIONSHIP_COLUMNS]
+        await fetch(session, _INSERT_RELATIONSHIPS, *columns)
 
 
 async def remove_relationships_of_events(session: AsyncSession, event_pks: Sequence[int]) -> None:
