@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, tuple_, update
+from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lookout.db import fetch, json_dumps
@@ -238,9 +238,32 @@ async def stored_cloudevents(
     ]
 
 
+_REJECTION_COLUMNS = (
+    "id",
+    "reason",
+    "detail",
+    "source",
+    "event_id",
+    "event_type",
+    "raw",
+    "kafka_key",
+    "kafka_topic",
+    "kafka_partition",
+    "kafka_offset",
+)
+_INSERT_REJECTIONS = """
+    INSERT INTO rejections (id, reason, detail, source, event_id, event_type, raw, kafka_key,
+        kafka_topic, kafka_partition, kafka_offset)
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+        $6::text[], $7::bytea[], $8::bytea[], $9::text[], $10::int[], $11::bigint[])
+"""
+
+
 async def insert_rejections(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert rejection rows (one statement, the columns as arrays)."""
     if rows:
-        await session.execute(insert(Rejection), list(rows))
+        columns = [[r[c] for r in rows] for c in _REJECTION_COLUMNS]
+        await fetch(session, _INSERT_REJECTIONS, *columns)
 
 
 async def unpublished_rejections(session: AsyncSession, limit: int) -> list[Rejection]:
