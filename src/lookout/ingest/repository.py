@@ -277,9 +277,12 @@ async def unpublished_rejections(session: AsyncSession, limit: int) -> list[Reje
 
 
 async def mark_published(session: AsyncSession, ids: Sequence[uuid.UUID]) -> None:
+    """Record that these rejections' DLQ copies were acknowledged."""
     if ids:
-        await session.execute(
-            update(Rejection).where(Rejection.id.in_(ids)).values(dlq_published_at=func.now())
+        await fetch(
+            session,
+            "UPDATE rejections SET dlq_published_at = now() WHERE id = ANY($1::uuid[])",
+            list(ids),
         )
 
 
