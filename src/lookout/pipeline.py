@@ -232,7 +232,8 @@ async def process_batch(
 
     # 3. Dedupe on (source, id): same content is absorbed, different content rejected.
     consumed: Counter[tuple[str, str, str]] = Counter()  # (type, source, outcome), for the metric
-    seen = await ingest.known_hashes(session, ((v.event.source, v.event.id) for _, v in registered))
+    earlier = await ingest.earlier(session, ((v.event.source, v.event.id) for _, v in registered))
+    seen = {k: e.content_hash for k, e in earlier.items() if e.content_hash is not None}
     fresh: list[_Accepted] = []
     for message, v in registered:
         key = (v.event.source, v.event.id)
@@ -280,11 +281,9 @@ async def process_batch(
     households = await household_repository.household_ids(session, addresses)
     for item in fresh:
         _extract_facts(item, households)
-    earlier_retractions = await ingest.retractions_of(
-        session, ((i.valid.event.source, i.valid.event.id) for i in fresh)
-    )
     for item in fresh:
-        item.retracted_by = earlier_retractions.get((item.valid.event.source, item.valid.event.id))
+        if found := earlier.get((item.valid.event.source, item.valid.event.id)):
+            item.retracted_by = found.retraction
     pks = await ingest.insert_events(session, [_event_row(item) for item in fresh])
     for item, pk in zip(fresh, pks, strict=True):
         item.pk = pk

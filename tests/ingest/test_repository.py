@@ -42,7 +42,7 @@ async def test_ids_follow_the_rows(sessions: async_sessionmaker[AsyncSession]) -
     assert [stored[i] for i in ids] == [r["event_id"] for r in rows]
 
 
-async def test_known_hashes_and_earlier_retractions(
+async def test_earlier_events_and_retractions(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     stored = [_row(n) for n in (1, 2, 3)]
@@ -54,16 +54,30 @@ async def test_known_hashes_and_earlier_retractions(
     async with sessions() as session, session.begin():
         ids = await repository.insert_events(session, [*stored, retraction])
         source = stored[0]["source"]
-        keys = [(source, "evt-1"), (source, "evt-3"), (source, "evt-404"), ("other", "evt-2")]
-        hashes = await repository.known_hashes(session, keys)
-        retractions = await repository.retractions_of(
-            session, [(source, "evt-2"), (source, "evt-1"), ("other", "evt-2")]
+        # A second retraction of evt-2, and a retraction of an event not yet arrived.
+        later = await repository.insert_events(
+            session,
+            [
+                retraction | {"event_id": "retract-2b", "kafka_offset": 10},
+                retraction
+                | {"event_id": "retract-5", "facts": {"retracts": "evt-5"}, "kafka_offset": 11},
+            ],
         )
-    assert hashes == {
-        (source, "evt-1"): stored[0]["content_hash"],
-        (source, "evt-3"): stored[2]["content_hash"],
+        keys = [
+            (source, "evt-1"),
+            (source, "evt-2"),
+            (source, "evt-3"),
+            (source, "evt-5"),
+            (source, "evt-404"),
+            ("other", "evt-2"),
+        ]
+        found = await repository.earlier(session, keys)
+    assert found == {
+        (source, "evt-1"): repository.Earlier(stored[0]["content_hash"], None),
+        (source, "evt-2"): repository.Earlier(stored[1]["content_hash"], ids[3]),
+        (source, "evt-3"): repository.Earlier(stored[2]["content_hash"], None),
+        (source, "evt-5"): repository.Earlier(None, later[1]),
     }
-    assert retractions == {(source, "evt-2"): ids[3]}
 
 
 async def test_offsets_of_several_partitions_move_in_one_compare_and_set(

@@ -31,42 +31,41 @@ async def agencies_by_source(session: AsyncSession, sources: Iterable[str]) -> d
 
 
 # (source, id) pairs as two arrays: one prepared statement whatever the batch size, and
-# an index join rather than an IN list of thousands of row constructors to plan.
-_KNOWN = """
-    SELECT e.source, e.event_id, e.content_hash
+# index joins rather than an IN list of thousands of row constructors to plan. A retraction
+# is found by the partial index on (source, facts ->> 'retracts').
+_EARLIER = """
+    SELECT k.source, k.event_id, e.content_hash, r.id
     FROM unnest($1::text[], $2::text[]) AS k(source, event_id)
-    JOIN events e ON e.source = k.source AND e.event_id = k.event_id
-"""
-_RETRACTIONS = """
-    SELECT e.source, e.facts ->> 'retracts' AS target, e.id
-    FROM events e
-    WHERE e.type = 'uk.lookout.event.retraction.v1'
-      AND (e.source, e.facts ->> 'retracts') IN (
-        SELECT k.source, k.event_id
-        FROM unnest($1::text[], $2::text[]) AS k(source, event_id))
+    LEFT JOIN events e ON e.source = k.source AND e.event_id = k.event_id
+    LEFT JOIN LATERAL (
+        SELECT r.id FROM events r
+        WHERE r.type = 'uk.lookout.event.retraction.v1'
+          AND r.source = k.source AND r.facts ->> 'retracts' = k.event_id
+        ORDER BY r.id LIMIT 1
+    ) r ON true
+    WHERE e.id IS NOT NULL OR r.id IS NOT NULL
 """
 
 
-async def known_hashes(
+@dataclass(frozen=True, slots=True)
+class Earlier:
+    """What arrived before for one (source, id): the content hash of the event accepted
+    with it, and the first retraction aimed at it (its pk); either may be None."""
+
+    content_hash: bytes | None
+    retraction: int | None
+
+
+async def earlier(
     session: AsyncSession, keys: Iterable[tuple[str, str]]
-) -> dict[tuple[str, str], bytes]:
-    """Content hash of each (source, id) already accepted."""
+) -> dict[tuple[str, str], Earlier]:
+    """For each of these (source, id) with an accepted event or a retraction aimed at it
+    (a retraction may arrive before its target), what arrived; one statement."""
     wanted = sorted(set(keys))
     if not wanted:
         return {}
-    rows = await fetch(session, _KNOWN, [k[0] for k in wanted], [k[1] for k in wanted])
-    return {(r[0], r[1]): r[2] for r in rows}
-
-
-async def retractions_of(
-    session: AsyncSession, keys: Iterable[tuple[str, str]]
-) -> dict[tuple[str, str], int]:
-    """Earlier-arrived retractions aimed at these (source, id) events: retraction pk by target."""
-    wanted = sorted(set(keys))
-    if not wanted:
-        return {}
-    rows = await fetch(session, _RETRACTIONS, [k[0] for k in wanted], [k[1] for k in wanted])
-    return {(r[0], r[1]): r[2] for r in rows}
+    rows = await fetch(session, _EARLIER, [k[0] for k in wanted], [k[1] for k in wanted])
+    return {(r[0], r[1]): Earlier(r[2], r[3]) for r in rows}
 
 
 _INSERT_EVENTS = """
