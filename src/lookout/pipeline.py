@@ -643,16 +643,16 @@ async def _evaluate(
     await household_repository.lock_households(session, {h for _, _, h in targets} - locked)
     # Persons the events name other than their subject; a merge since may have moved one.
     named = {e.pk: _named(e) for e in events}
-    moved = await identity_repository.merged_into(
-        session, {p for found in named.values() for _, p in found}
+    others = {p for found in named.values() for _, p in found}
+    now_of = await identity_repository.persons_now(
+        session, {e.subject_person_id for e in events if e.subject_person_id} | others
     )
+    moved = {p: now.live_id for p in others if (now := now_of.get(p)) and now.live_id != p}
     if moved:
         named = {pk: [(r, moved.get(p, p)) for r, p in found] for pk, found in named.items()}
-    births = await identity_repository.birth_dates(
-        session,
-        {e.subject_person_id for e in events if e.subject_person_id}
-        | {p for found in named.values() for _, p in found},
-    )
+    # A subject's own birth date; a named person's is the live person's they now are.
+    births = {p: now.birth_date for p, now in now_of.items()}
+    births |= {now.live_id: now.live_birth_date for p, now in now_of.items() if p in others}
     # The schools of the persons the events name (a child present at a police incident
     # may live elsewhere): one read, only when an event names persons.
     named_on = sorted(

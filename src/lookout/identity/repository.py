@@ -519,23 +519,30 @@ async def persons(session: AsyncSession, person_ids: Iterable[int]) -> dict[int,
     return {p.id: p for p in rows.scalars()}
 
 
-async def merged_into(session: AsyncSession, person_ids: Iterable[int]) -> dict[int, int]:
-    """For those of these persons that were merged, the live person each now is (merges
-    flatten chains, so one hop). Events keep the ids they named when they arrived."""
+@dataclass(frozen=True, slots=True)
+class PersonNow:
+    """A person as the evaluator needs them: their own birth date, and the live person
+    they now are (themselves unless merged; merges flatten chains, so one hop) with that
+    person's birth date."""
+
+    birth_date: date | None
+    live_id: int
+    live_birth_date: date | None
+
+
+_PERSONS_NOW = """
+    SELECT p.id, p.birth_date, coalesce(p.merged_into, p.id),
+        CASE WHEN p.merged_into IS NULL THEN p.birth_date ELSE m.birth_date END
+    FROM persons p LEFT JOIN persons m ON m.id = p.merged_into
+    WHERE p.id = ANY($1)
+"""
+
+
+async def persons_now(session: AsyncSession, person_ids: Iterable[int]) -> dict[int, PersonNow]:
+    """Each of these persons (that exists) as it is now, in one statement. Events keep the
+    ids they named when they arrived."""
     ids = list(set(person_ids))
     if not ids:
         return {}
-    rows = await fetch(
-        session,
-        "SELECT id, merged_into FROM persons WHERE id = ANY($1) AND merged_into IS NOT NULL",
-        ids,
-    )
-    return {r[0]: r[1] for r in rows}
-
-
-async def birth_dates(session: AsyncSession, person_ids: Iterable[int]) -> dict[int, date | None]:
-    ids = list(set(person_ids))
-    if not ids:
-        return {}
-    rows = await fetch(session, "SELECT id, birth_date FROM persons WHERE id = ANY($1)", ids)
-    return {r[0]: r[1] for r in rows}
+    rows = await fetch(session, _PERSONS_NOW, ids)
+    return {r[0]: PersonNow(r[1], r[2], r[3]) for r in rows}
