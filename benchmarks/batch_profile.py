@@ -17,8 +17,9 @@ batches left behind (alerts with their evidence and outbox rows, the derived gra
 audit trail): a change that keeps the semantics keeps the digest at the same ``--batch``.
 Across batch sizes the digests differ by design: an alert raised in one batch and
 falsified by a fact in a later one stays, marked for review (DESIGN.md "Order does not
-matter"), where one larger batch never raises it, and a child counted before such a
-fact stays named on an alert that still holds; the alerts not in review are the same.
+matter"), where one larger batch never raises it, and an alert that names a child such a
+fact shows was not there keeps the child and is marked for review too; the alerts not in
+review are the same.
 The garbage collector is tuned as the worker tunes it (``lookout.runtime.tune_gc``);
 ``--default-gc`` leaves the interpreter's defaults, to measure what that tuning saves.
 ``--profile`` adds cProfile (every figure inflated alike; its clock is this process's CPU
@@ -94,13 +95,15 @@ async def _database(server: str, persons: int, seed: int) -> str:
     finally:
         await conn.close()
     base = server.rpartition("/")[0]
-    if not exists:
+    url = f"{base}/{template}"
+    if exists:  # kept from an earlier run: bring it to the current schema
+        await asyncio.to_thread(upgrade, url)
+    else:
         conn = await asyncpg.connect(server)
         try:
             await conn.execute(f'CREATE DATABASE "{template}"')
         finally:
             await conn.close()
-        url = f"{base}/{template}"
         await asyncio.to_thread(upgrade, url)
         pop = generate(persons, seed, as_of=datetime.now(UTC).date())
         conn = await asyncpg.connect(url)

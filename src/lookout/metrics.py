@@ -60,7 +60,9 @@ ALERTS_UNDELIVERABLE = Counter(
 ALERTS_MARKED_FOR_REVIEW = Counter(
     "lookout_alerts_marked_for_review_total",
     "Alerts kept but marked for review because a later fact undermined them: a retracted "
-    "supporting event, or conditions that re-evaluation found no longer hold.",
+    "supporting event (retracted), conditions that re-evaluation found no longer hold "
+    "(falsified), or a child the alert names that none of its events names now "
+    "(child_unsupported).",
     ["reason"],
 )
 ALERT_EVIDENCE_ADDED = Counter(

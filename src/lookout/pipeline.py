@@ -705,11 +705,22 @@ async def _evaluate(
     falsified = await alerts.review_unsupported(
         session,
         {e.pk for e in events},
-        {(t.event_pk, c.rule.id, c.household_id, c.recipient_key) for t, c in matches},
+        _named_by_match(matches),
         {r.id for r in config.rules},
         audit,
     )
     return await alerts.apply(session, matches, audit, review_by=review_by), falsified
+
+
+def _named_by_match(
+    matches: Sequence[tuple[TriggerEvent, Candidate]],
+) -> dict[tuple[int, str, int, str], frozenset[int]]:
+    """The children each (event, rule, household, recipient key) match names."""
+    found: dict[tuple[int, str, int, str], frozenset[int]] = {}
+    for t, c in matches:
+        key = (t.event_pk, c.rule.id, c.household_id, c.recipient_key)
+        found[key] = found.get(key, frozenset()) | frozenset(c.children)
+    return found
 
 
 def _named(event: StoredEvent) -> list[tuple[str, int]]:

@@ -26,8 +26,8 @@ from tests.factories import (
     years_before,
 )
 
-from lookout.alerts.models import Alert
-from lookout.alerts.service import FALSIFIED
+from lookout.alerts.models import Alert, AlertEvidence
+from lookout.alerts.service import CHILD_UNSUPPORTED, FALSIFIED
 from lookout.audit.models import AuditRecord
 from lookout.delivery.models import AlertEvent
 from lookout.household.models import Household
@@ -97,9 +97,12 @@ async def test_the_subject_who_had_moved_out_sends_the_alert_to_review(
     assert kept.review_reason == FALSIFIED
 
 
-async def test_an_alert_whose_conditions_still_hold_is_not_marked(
+async def test_an_alert_that_still_holds_but_names_a_child_who_had_left_goes_to_review(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
+    """One child had left before the attendance; the other still lived there. The alert
+    still holds (for the sibling), but it names a child none of its events names now: it
+    keeps both children (never removed) and is marked for review, not as falsified."""
     await register_orgs(sessions)
     mother = person(years_before(NOW, 34))
     child, sibling = person(years_before(NOW, 6)), person(years_before(NOW, 9))
@@ -112,10 +115,43 @@ async def test_an_alert_whose_conditions_still_hold_is_not_marked(
             ed_attendance(mother, at=NOW),
         ]
     )
-    # One child had left; the other still lived there: the alert stands.
+    [raised] = await _alerts(sessions)
+    assert raised.review_reason is None
     await feeder.feed([moved_out(child, BEFORE_ATTENDANCE, at=NOW - timedelta(days=3))])
     [kept] = await _alerts(sessions)
+    assert kept.review_reason == CHILD_UNSUPPORTED
+    assert kept.children == raised.children
+    assert len(kept.children) == 2
+    await _told_and_audited(sessions, kept)
+
+
+async def test_an_alert_whose_events_still_name_all_its_children_is_not_marked(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A late residence (another adult, there all along) changes the household on the
+    attendance's date: evaluated again, the attendance still names both children, and the
+    alert is left alone."""
+    await register_orgs(sessions)
+    mother = person(years_before(NOW, 34))
+    child, sibling = person(years_before(NOW, 6)), person(years_before(NOW, 9))
+    feeder = Feeder(sessions)
+    await feeder.feed(
+        [
+            moved_in(mother, SINCE),
+            moved_in(child, SINCE),
+            moved_in(sibling, SINCE),
+            ed_attendance(mother, at=NOW - timedelta(days=3)),
+        ]
+    )
+    [raised] = await _alerts(sessions)
+    await feeder.feed([moved_in(person(years_before(NOW, 40)), SINCE)])
+    [kept] = await _alerts(sessions)
     assert kept.review_reason is None
+    assert kept.children == raised.children
+    assert len(kept.children) == 2
+    async with sessions() as session:  # the attendance was evaluated again, naming both
+        evidence = (await session.execute(select(AlertEvidence))).scalars().all()
+    assert [sorted(e.children or ()) for e in evidence] == [sorted(raised.children)]
 
 
 async def test_a_later_match_keeps_the_alert_supported(

@@ -167,3 +167,6 @@ class AlertEvidence(Base):
     event_id: Mapped[int] = mapped_column(ForeignKey("events.id"), primary_key=True)
     role: Mapped[str] = mapped_column(String(16))
     added_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    # The children the event named for this alert when last evaluated ([]: it no longer
+    # matches; NULL: written before migration 0010, unknown). Purged with the alert's.
+    children: Mapped[list[int] | None] = mapped_column(JSONB)

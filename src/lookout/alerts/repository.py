@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -101,13 +101,16 @@ async def recipients(session: AsyncSession, keys: Iterable[str]) -> dict[str, st
 
 @dataclass(frozen=True, slots=True)
 class Supported:
-    """An alert, and the events that are its evidence."""
+    """An alert, the children it names, and the events that are its evidence, each with the
+    children it named for the alert when last evaluated (None: unknown, written before
+    migration 0010)."""
 
     id: uuid.UUID
     rule_id: str
     household_id: int
     recipient_key: str
-    evidence: tuple[int, ...]
+    children: frozenset[int]
+    evidence: dict[int, frozenset[int] | None]
 
 
 async def unreviewed_alerts_with_evidence(
@@ -119,20 +122,47 @@ async def unreviewed_alerts_with_evidence(
     if not pks:
         return []
     rows = await fetch(session, _UNREVIEWED_WITH_EVIDENCE, pks)
-    return [Supported(r[0], r[1], r[2], r[3], tuple(r[4])) for r in rows]
+    return [
+        Supported(
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            frozenset(r[4] or ()),
+            {e: None if named is None else frozenset(named) for e, named in r[5]},
+        )
+        for r in rows
+    ]
 
 
 # The evidence rows of these events first (ix_alert_evidence_event_id), then their alerts
-# and each alert's whole evidence. Written as a semi-join, a young table whose statistics
-# still said "empty" was planned as all alerts joined to all evidence, then filtered.
+# and all of those alerts' evidence (the primary key, which leads with alert_id).
 _UNREVIEWED_WITH_EVIDENCE = """
-    SELECT a.id, a.rule_id, a.household_id, a.recipient_key, array_agg(e.event_id)
+    SELECT a.id, a.rule_id, a.household_id, a.recipient_key, a.children,
+        jsonb_agg(jsonb_build_array(e.event_id, e.children))
     FROM (SELECT DISTINCT alert_id FROM alert_evidence WHERE event_id = ANY($1)) AS hit
     JOIN alerts a ON a.id = hit.alert_id
     JOIN alert_evidence e ON e.alert_id = a.id
     WHERE a.review_reason IS NULL
     GROUP BY a.id
 """
+
+
+async def set_evidence_children(
+    session: AsyncSession, rows: Sequence[tuple[uuid.UUID, int, Collection[int]]]
+) -> None:
+    """Record, for these (alert id, event, children), the children the event named for the
+    alert when evaluated now (empty: it no longer matches); one statement."""
+    if rows:
+        await fetch(
+            session,
+            "UPDATE alert_evidence SET children = u.children::jsonb"
+            " FROM unnest($1::uuid[], $2::bigint[], $3::text[]) AS u(alert_id, event_id, children)"
+            " WHERE alert_evidence.alert_id = u.alert_id AND alert_evidence.event_id = u.event_id",
+            [r[0] for r in rows],
+            [r[1] for r in rows],
+            [json_dumps(sorted(r[2])) for r in rows],
+        )
 
 
 # The worker's writes: a few statements per batch, whatever the number of matches. Keys
@@ -286,23 +316,27 @@ async def add_children(
 
 
 async def add_evidence(
-    session: AsyncSession, rows: Sequence[tuple[uuid.UUID, int, str]]
+    session: AsyncSession, rows: Sequence[tuple[uuid.UUID, int, str, Collection[int]]]
 ) -> set[tuple[uuid.UUID, int]]:
-    """Add (alert id, event, role) evidence rows; returns the (alert id, event) pairs that
-    were new (an event is evidence of an alert once, in the role it first had)."""
-    first: dict[tuple[uuid.UUID, int], str] = {}
-    for alert_id, event_pk, role in rows:
-        first.setdefault((alert_id, event_pk), role)
+    """Add (alert id, event, role, children named) evidence rows; returns the (alert id,
+    event) pairs that were new (an event is evidence of an alert once, in the role it first
+    had; an existing row keeps what it holds)."""
+    first: dict[tuple[uuid.UUID, int], tuple[str, Collection[int]]] = {}
+    for alert_id, event_pk, role, children in rows:
+        first.setdefault((alert_id, event_pk), (role, children))
     if not first:
         return set()
     added = await fetch(
         session,
-        "INSERT INTO alert_evidence (alert_id, event_id, role)"
-        " SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[])"
+        "INSERT INTO alert_evidence (alert_id, event_id, role, children)"
+        " SELECT alert_id, event_id, role, children::jsonb"
+        " FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[])"
+        " AS r(alert_id, event_id, role, children)"
         " ON CONFLICT DO NOTHING RETURNING alert_id, event_id",
         [a for a, _ in first],
         [e for _, e in first],
-        list(first.values()),
+        [role for role, _ in first.values()],
+        [json_dumps(sorted(children)) for _, children in first.values()],
     )
     return {(r[0], r[1]) for r in added}
 

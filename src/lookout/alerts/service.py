@@ -161,7 +161,15 @@ async def apply(
     )
     added = await repository.add_evidence(
         session,
-        [(s.target.id, s.event.event_pk, "trigger" if s.raises else "match") for s in steps],
+        [
+            (
+                s.target.id,
+                s.event.event_pk,
+                "trigger" if s.raises else "match",
+                s.candidate.children,
+            )
+            for s in steps
+        ],
     )
     raised: list[Raised] = []
     reported: set[tuple[uuid.UUID, int]] = set()
@@ -236,40 +244,70 @@ async def mark_for_review(
 
 
 FALSIFIED = "its conditions no longer hold: a later fact changed the picture (re-evaluated)"
+CHILD_UNSUPPORTED = (
+    "it names a child that none of its events names now: a later fact changed the household "
+    "(re-evaluated)"
+)
 
 
 async def review_unsupported(
     session: AsyncSession,
     evaluated: set[int],
-    supported: set[tuple[int, str, int, str]],
+    supported: Mapping[tuple[int, str, int, str], frozenset[int]],
     rule_ids: set[str],
     audit: list[Entry],
 ) -> list[Change]:
-    """Mark for review (never delete) every alert whose evidence was all just re-evaluated
-    and none of it still matches: a late fact (a residence ended before the event, a
-    relationship, a flag, an enrolment, an identity change) made its conditions false.
+    """Mark for review (never delete) every alert that a late fact (a residence ended
+    before the event, a relationship, a flag, an enrolment, an identity change) undermined,
+    as this re-evaluation shows:
 
-    ``supported`` holds (event, rule, household, recipient key) of every match of this
-    evaluation; an alert whose evidence includes an event not in ``evaluated`` keeps that
-    support (it was not looked at again), and alerts of rules no longer in the live set
-    are left alone."""
-    falsified = [
-        a.id
-        for a in await repository.unreviewed_alerts_with_evidence(session, evaluated)
-        if a.rule_id in rule_ids
-        and all(
+    - its evidence was all just re-evaluated and none of it still matches (its conditions
+      no longer hold);
+    - or it names a child that none of its evidence names now (children are never removed
+      from an alert).
+
+    ``supported`` holds, for (event, rule, household, recipient key) of every match of
+    this evaluation, the children the match names. Evidence not in ``evaluated`` keeps
+    what it named when last evaluated (it was not looked at again: nothing it reads
+    changed). Each re-evaluated evidence row records what it names now. Alerts of rules no
+    longer in the live set are left alone."""
+    falsified: list[uuid.UUID] = []
+    child_gone: list[uuid.UUID] = []
+    now_named: list[tuple[uuid.UUID, int, frozenset[int]]] = []
+    for a in await repository.unreviewed_alerts_with_evidence(session, evaluated):
+        if a.rule_id not in rule_ids:
+            continue
+        named = {
+            e: supported.get((e, a.rule_id, a.household_id, a.recipient_key), frozenset())
+            if e in evaluated
+            else before
+            for e, before in a.evidence.items()
+        }
+        if all(
             e in evaluated and (e, a.rule_id, a.household_id, a.recipient_key) not in supported
-            for e in a.evidence
+            for e in named
+        ):
+            falsified.append(a.id)
+            continue
+        now_named += [(a.id, e, named[e] or frozenset()) for e in a.evidence if e in evaluated]
+        known = [n for n in named.values() if n is not None]
+        if len(known) == len(named) and not a.children <= frozenset().union(*known):
+            child_gone.append(a.id)
+    await repository.set_evidence_children(session, now_named)
+    changes: list[Change] = []
+    for ids, reason, label in (
+        (falsified, FALSIFIED, "falsified"),
+        (child_gone, CHILD_UNSUPPORTED, "child_unsupported"),
+    ):
+        if not ids:
+            continue
+        audit.extend(
+            Entry(Action.alert_marked_for_review, "alert", str(a), details={"reason": label})
+            for a in ids
         )
-    ]
-    if not falsified:
-        return []
-    audit.extend(
-        Entry(Action.alert_marked_for_review, "alert", str(a), details={"reason": "falsified"})
-        for a in falsified
-    )
-    metrics.ALERTS_MARKED_FOR_REVIEW.labels("falsified").inc(len(falsified))
-    return await mark_for_review(session, falsified, FALSIFIED)
+        metrics.ALERTS_MARKED_FOR_REVIEW.labels(label).inc(len(ids))
+        changes += await mark_for_review(session, ids, reason)
+    return changes
 
 
 async def publish(

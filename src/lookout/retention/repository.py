@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, null, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lookout.alerts.models import Alert, AlertStatus
+from lookout.alerts.models import Alert, AlertEvidence, AlertStatus
 from lookout.ingest.models import Event, Rejection
 
 
@@ -64,7 +64,15 @@ async def purge_closed_alerts(
         .returning(Alert.id)
         .execution_options(synchronize_session=False)
     )
-    return sorted(rows.scalars())
+    purged = sorted(rows.scalars())
+    if purged:  # the children each piece of evidence named go with the alert's
+        await session.execute(
+            update(AlertEvidence)
+            .where(AlertEvidence.alert_id.in_(purged))
+            .values(children=null())
+            .execution_options(synchronize_session=False)
+        )
+    return purged
 
 
 async def purge_rejections(session: AsyncSession, before: datetime, limit: int) -> list[uuid.UUID]:
