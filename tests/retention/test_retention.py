@@ -21,7 +21,7 @@ from tests.factories import (
     years_before,
 )
 
-from lookout.alerts.models import Alert
+from lookout.alerts.models import Alert, AlertEvidence
 from lookout.audit import signing
 from lookout.audit.models import AuditRecord
 from lookout.audit.verify import verify
@@ -58,6 +58,7 @@ async def test_purge_then_verify_then_a_replay_is_still_a_duplicate(
     async with sessions() as session:
         stored = list((await session.execute(select(Event).order_by(Event.id))).scalars())
         alert = (await session.execute(select(Alert))).scalar_one()
+        evidence = (await session.execute(select(AlertEvidence.children))).scalars().all()
         rejection = (await session.execute(select(Rejection))).scalar_one()
         records = list(
             (
@@ -70,6 +71,7 @@ async def test_purge_then_verify_then_a_replay_is_still_a_duplicate(
     assert all(len(e.content_hash) == 32 for e in stored)  # dedupe keeps working on these
     assert (alert.summary, alert.children, alert.purged_at is not None) == ("", [], True)
     assert alert.explanation == {"purged": True}
+    assert evidence == [None]  # the children the evidence named went with the alert's
     assert (rejection.raw, rejection.kafka_key, rejection.detail) == (None, None, "")
     by_action = {r.action: r.details for r in records}
     assert by_action["retention:event:purged"]["count"] == 3
