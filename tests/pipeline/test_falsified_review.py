@@ -4,7 +4,7 @@ change is audited. Alerts whose conditions still hold are left alone."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -97,12 +97,11 @@ async def test_the_subject_who_had_moved_out_sends_the_alert_to_review(
     assert kept.review_reason == FALSIFIED
 
 
-async def test_an_alert_that_still_holds_but_names_a_child_who_had_left_goes_to_review(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
-    """One child had left before the attendance; the other still lived there. The alert
-    still holds (for the sibling), but it names a child none of its events names now: it
-    keeps both children (never removed) and is marked for review, not as falsified."""
+async def _two_children_and_an_attendance(
+    sessions: async_sessionmaker[AsyncSession], at: datetime
+) -> tuple[Feeder, dict[str, Any]]:
+    """A mother and two children at ADDRESS since SINCE, and her ED attendance at ``at``
+    (an alert naming both children); returns the feeder and the younger child."""
     await register_orgs(sessions)
     mother = person(years_before(NOW, 34))
     child, sibling = person(years_before(NOW, 6)), person(years_before(NOW, 9))
@@ -112,9 +111,19 @@ async def test_an_alert_that_still_holds_but_names_a_child_who_had_left_goes_to_
             moved_in(mother, SINCE),
             moved_in(child, SINCE),
             moved_in(sibling, SINCE),
-            ed_attendance(mother, at=NOW),
+            ed_attendance(mother, at=at),
         ]
     )
+    return feeder, child
+
+
+async def test_an_alert_that_still_holds_but_names_a_child_who_had_left_goes_to_review(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """One child had left before the attendance; the other still lived there. The alert
+    still holds (for the sibling), but it names a child none of its events names now: it
+    keeps both children (never removed) and is marked for review, not as falsified."""
+    feeder, child = await _two_children_and_an_attendance(sessions, NOW)
     [raised] = await _alerts(sessions)
     assert raised.review_reason is None
     await feeder.feed([moved_out(child, BEFORE_ATTENDANCE, at=NOW - timedelta(days=3))])
@@ -131,18 +140,7 @@ async def test_an_alert_whose_events_still_name_all_its_children_is_not_marked(
     """A late residence (another adult, there all along) changes the household on the
     attendance's date: evaluated again, the attendance still names both children, and the
     alert is left alone."""
-    await register_orgs(sessions)
-    mother = person(years_before(NOW, 34))
-    child, sibling = person(years_before(NOW, 6)), person(years_before(NOW, 9))
-    feeder = Feeder(sessions)
-    await feeder.feed(
-        [
-            moved_in(mother, SINCE),
-            moved_in(child, SINCE),
-            moved_in(sibling, SINCE),
-            ed_attendance(mother, at=NOW - timedelta(days=3)),
-        ]
-    )
+    feeder, _ = await _two_children_and_an_attendance(sessions, NOW - timedelta(days=3))
     [raised] = await _alerts(sessions)
     await feeder.feed([moved_in(person(years_before(NOW, 40)), SINCE)])
     [kept] = await _alerts(sessions)
