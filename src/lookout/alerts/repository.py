@@ -136,7 +136,8 @@ async def unreviewed_alerts_with_evidence(
 
 
 # The evidence rows of these events first (ix_alert_evidence_event_id), then their alerts
-# and all of those alerts' evidence (the primary key, which leads with alert_id).
+# and each alert's whole evidence. Written as a semi-join, a young table whose statistics
+# still said "empty" was planned as all alerts joined to all evidence, then filtered.
 _UNREVIEWED_WITH_EVIDENCE = """
     SELECT a.id, a.rule_id, a.household_id, a.recipient_key, a.children,
         jsonb_agg(jsonb_build_array(e.event_id, e.children))
