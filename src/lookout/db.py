@@ -6,7 +6,7 @@ services and repositories only ``flush()``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Container, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -54,6 +54,20 @@ def plain_url(url: str) -> str:
 def json_dumps(value: Any) -> str:
     # Non-string keys become strings, as the standard library's json does.
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def column_arrays(
+    rows: Sequence[Mapping[str, Any]], columns: Sequence[str], json: Container[str] = ()
+) -> list[list[Any]]:
+    """``rows`` as one list per column, in ``columns``' order: the parameters of an
+    ``INSERT ... SELECT * FROM unnest($1::type[], ...)``. The ``json`` columns are passed
+    as text (``json_dumps``; None stays NULL), for the statement to cast to ``jsonb``."""
+    return [
+        [None if r[c] is None else json_dumps(r[c]) for r in rows]
+        if c in json
+        else [r[c] for r in rows]
+        for c in columns
+    ]
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:

@@ -644,9 +644,8 @@ async def _evaluate(
     # Persons the events name other than their subject; a merge since may have moved one.
     named = {e.pk: _named(e) for e in events}
     others = {p for found in named.values() for _, p in found}
-    now_of = await identity_repository.persons_now(
-        session, {e.subject_person_id for e in events if e.subject_person_id} | others
-    )
+    subjects = {e.subject_person_id for e in events if e.subject_person_id}
+    now_of = await identity_repository.persons_now(session, subjects | others)
     moved = {p: now.live_id for p in others if (now := now_of.get(p)) and now.live_id != p}
     if moved:
         named = {pk: [(r, moved.get(p, p)) for r, p in found] for pk, found in named.items()}
@@ -681,9 +680,7 @@ async def _evaluate(
     # Only the events some rule may raise an alert for need a snapshot and a history: the
     # others (an adult's attendance for an injury, a child moving in) raise nothing in any
     # household, and count as evaluated without one.
-    flags_ever = await household_repository.flag_kinds_ever(
-        session, {e.subject_person_id for e in events if e.subject_person_id}
-    )
+    flags_ever = await household_repository.flag_kinds_ever(session, subjects)
     rules_of = {
         pk: may_trigger(config.rules, t, flags_ever.get(t.subject_person_id or 0, frozenset()))
         for pk, t in triggers.items()

@@ -27,7 +27,7 @@ from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lookout.alerts.models import Alert, AlertEvidence, AlertNote, AlertStatus
-from lookout.db import any_of, fetch, json_dumps
+from lookout.db import any_of, column_arrays, fetch, json_dumps
 from lookout.ingest.models import Event
 from lookout.orgs.models import Organisation, OrgKind
 
@@ -273,10 +273,7 @@ async def insert_open_alerts(
     returns the ids inserted."""
     if not rows:
         return set()
-    columns = [
-        [json_dumps(r[c]) for r in rows] if c in _NEW_ALERT_JSON else [r[c] for r in rows]
-        for c in _NEW_ALERT_COLUMNS
-    ]
+    columns = column_arrays(rows, _NEW_ALERT_COLUMNS, _NEW_ALERT_JSON)
     return {r[0] for r in await fetch(session, _INSERT_OPEN_ALERTS, *columns)}
 
 
@@ -676,12 +673,11 @@ async def insert_alert_events(session: AsyncSession, rows: Sequence[dict[str, An
             " SELECT org_id, sequence, type, alert_id, alert_sequence, details::jsonb"
             " FROM unnest($1::text[], $2::bigint[], $3::text[], $4::uuid[], $5::bigint[],"
             " $6::text[]) AS r(org_id, sequence, type, alert_id, alert_sequence, details)",
-            [r["org_id"] for r in rows],
-            [r["sequence"] for r in rows],
-            [r["type"] for r in rows],
-            [r["alert_id"] for r in rows],
-            [r["alert_sequence"] for r in rows],
-            [json_dumps(r["details"]) for r in rows],
+            *column_arrays(
+                rows,
+                ("org_id", "sequence", "type", "alert_id", "alert_sequence", "details"),
+                json=("details",),
+            ),
         )
 
 

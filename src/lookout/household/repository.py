@@ -12,7 +12,7 @@ import orjson
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lookout.db import advisory_locks, any_of, fetch
+from lookout.db import advisory_locks, any_of, column_arrays, fetch
 from lookout.household.models import Relationship
 
 
@@ -264,8 +264,7 @@ _INSERT_RELATIONSHIPS = """
 async def add_relationships(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     """Insert relationship rows (one statement, the columns as arrays)."""
     if rows:
-        columns = [[r[c] for r in rows] for c in _RELATIONSHIP_COLUMNS]
-        await fetch(session, _INSERT_RELATIONSHIPS, *columns)
+        await fetch(session, _INSERT_RELATIONSHIPS, *column_arrays(rows, _RELATIONSHIP_COLUMNS))
 
 
 async def remove_relationships_of_events(session: AsyncSession, event_pks: Sequence[int]) -> None:

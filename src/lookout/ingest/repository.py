@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lookout.db import fetch, json_dumps
+from lookout.db import column_arrays, fetch
 from lookout.ingest.models import ConsumerOffset, Event, Rejection
 from lookout.orgs.models import OrgKind
 
@@ -105,12 +105,7 @@ async def insert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -
     order of ``RETURNING`` is not promised)."""
     if not rows:
         return []
-    columns = [
-        [None if r[c] is None else json_dumps(r[c]) for r in rows]
-        if c in _JSON_COLUMNS
-        else [r[c] for r in rows]
-        for c in _EVENT_COLUMNS
-    ]
+    columns = column_arrays(rows, _EVENT_COLUMNS, _JSON_COLUMNS)
     ids = {(r[1], r[2]): r[0] for r in await fetch(session, _INSERT_EVENTS, *columns)}
     return [ids[(row["source"], row["event_id"])] for row in rows]
 
@@ -261,8 +256,7 @@ _INSERT_REJECTIONS = """
 async def insert_rejections(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     """Insert rejection rows (one statement, the columns as arrays)."""
     if rows:
-        columns = [[r[c] for r in rows] for c in _REJECTION_COLUMNS]
-        await fetch(session, _INSERT_REJECTIONS, *columns)
+        await fetch(session, _INSERT_REJECTIONS, *column_arrays(rows, _REJECTION_COLUMNS))
 
 
 async def unpublished_rejections(session: AsyncSession, limit: int) -> list[Rejection]:
