@@ -2,7 +2,8 @@
 the pipeline in one PostgreSQL transaction, offsets included.
 
 Offsets live in PostgreSQL, not in Kafka: on every assignment the worker seeks to the
-stored offsets (a new broker cluster means a new log, read from its start). The offset
+stored offsets (a new broker cluster means a new log, read from its start), from its main
+loop, never in the rebalance listener (see ``on_assigned``). The offset
 write is a compare-and-set, so a worker that lost a partition mid-batch cannot commit.
 Retriable errors (database or broker unreachable, deadlock) back off and retry the same
 batch; nothing is skipped. An event that fails on its own with an error retrying does not
@@ -151,6 +152,8 @@ class Worker:
         # Bumped each time a partition is assigned or revoked: a batch that was running
         # meanwhile must not write its idea of the position over the new owner's.
         self.assignments: dict[tuple[str, int], int] = {}
+        # Assigned, paused, and not yet sought to their stored offsets (``place_assigned``).
+        self.unplaced: set[tuple[str, int]] = set()
         # The DLQ copy of the last batch's rejections, made while the next batch runs.
         self._dlq_copy: asyncio.Task[None] | None = None
 
@@ -342,6 +345,8 @@ class Worker:
                     next_sweep = loop.time() + HOUSEKEEPING_INTERVAL_S
                 if self._rules_changed.is_set():
                     await self.retrying("switch rules", self.refresh_rules)
+                if self.unplaced:
+                    await self.retrying("seek to the stored offset", self.place_assigned)
                 if self.stopped and loop.time() >= next_resume_check:
                     await self.retrying("resume partitions", self.resume_moved_partitions)
                     next_resume_check = loop.time() + 2.0
@@ -352,7 +357,8 @@ class Worker:
                         await self.stop_partition(tp, offset, None)
                     continue
                 except NoOffsetForPartitionError:
-                    # A fetch raced the rebalance listener's seek (it always seeks): retry.
+                    # A partition assigned but not yet placed (paused, it has no position
+                    # for aiokafka): place_assigned seeks it at the top of the loop.
                     await asyncio.sleep(0.05)
                     continue
                 finally:
@@ -727,10 +733,28 @@ class Worker:
             if (topic, partition) in self.positions:
                 await self.assign(TopicPartition(topic, partition))
 
-    async def assign(self, tp: TopicPartition) -> None:
-        """Seek ``tp`` to its stored offset; a new cluster (or none stored) reads from the start."""
+    async def place_assigned(self) -> None:
+        """Seek the partitions assigned since the last call to their stored offsets and
+        resume them. First, a new broker cluster (the broker restarted on an empty log)
+        loads the rules again for its id."""
+        assert self._consumer is not None
+        cluster = await kafka.cluster_id(self.settings.kafka_bootstrap_servers)
+        if cluster != self.config.cluster_id:
+            self._config = await self._pipeline_config(cluster)
+        for key in sorted(self.unplaced, key=lambda k: k[1]):
+            tp = TopicPartition(*key)
+            if await self.assign(tp):
+                self.unplaced.discard(key)
+                self._consumer.resume(tp)
+        metrics.WORKER_UP.set(len(self.positions))
+
+    async def assign(self, tp: TopicPartition) -> bool:
+        """Seek ``tp`` to its stored offset; a new cluster (or none stored) reads from the
+        start. False if ``tp`` was revoked meanwhile (its next owner seeks it)."""
         assert self._consumer is not None
         cluster = self.config.cluster_id
+        key = (tp.topic, tp.partition)
+        generation = self.assignments.get(key, 0)
         async with self.sessions() as session, session.begin():
             stored = (
                 await ingest.stored_positions(
@@ -766,32 +790,32 @@ class Worker:
                             )
                         ],
                     )
+        if self.assignments.get(key, 0) != generation:
+            return False  # revoked while PostgreSQL answered
         # The position, the generation and the seek in one step (no await between): records
         # the consumer returned before it are of an older generation and dropped (the seek
         # reads them again), those returned after it are from this position.
-        self.positions[(tp.topic, tp.partition)] = stored
-        self.assignments[(tp.topic, tp.partition)] = (
-            self.assignments.get((tp.topic, tp.partition), 0) + 1
-        )
+        self.positions[key] = stored
+        self.assignments[key] = generation + 1
         self._consumer.seek(tp, offset)
+        return True
 
-    async def on_assigned(self, assigned: set[TopicPartition]) -> None:
-        # Retried here: aiokafka only logs a listener's exception, and a partition left
-        # without a seek would never be read until the next rebalance.
-        cluster = await self.retrying(
-            "read cluster id", lambda: kafka.cluster_id(self.settings.kafka_bootstrap_servers)
-        )
-        if cluster != self.config.cluster_id:
-            self._config = await self.retrying("load rules", lambda: self._pipeline_config(cluster))
-        for tp in sorted(assigned, key=lambda t: t.partition):
-            await self.retrying("seek to the stored offset", functools.partial(self.assign, tp))
-        metrics.WORKER_UP.set(len(self.positions))
+    def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        """Pause the new partitions until the main loop has sought them to their stored
+        offsets (``place_assigned``). Nothing here waits on PostgreSQL: aiokafka sends no
+        heartbeats while the listener runs, so a listener retrying through a database
+        outage longer than the session timeout would have the worker expelled from the
+        group and the rebalance start over."""
+        assert self._consumer is not None
+        self._consumer.pause(*assigned)
+        self.unplaced |= {(tp.topic, tp.partition) for tp in assigned}
         log.info("partitions assigned", partitions=sorted(tp.partition for tp in assigned))
 
     def on_revoked(self, revoked: set[TopicPartition]) -> None:
         for tp in revoked:
             key = (tp.topic, tp.partition)
             self.assignments[key] = self.assignments.get(key, 0) + 1
+            self.unplaced.discard(key)
             self.positions.pop((tp.topic, tp.partition), None)
             self.stopped.pop((tp.topic, tp.partition), None)
             for gauge in (metrics.CONSUMER_LAG, metrics.PARTITION_STOPPED):
@@ -808,10 +832,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self.worker.on_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        # A stop request ends the listener's retrying (a database outage) quietly: raised
-        # into aiokafka, it would kill the group coordination task. The worker is leaving.
-        with contextlib.suppress(StopRequested):
-            await self.worker.on_assigned(assigned)
+        self.worker.on_assigned(assigned)
 
 
 def run(settings: Settings) -> None:

@@ -134,14 +134,7 @@ async def test_sigterm_while_a_batch_waits_for_the_database_stops_the_worker(
         await running.start()
         await publish(settings, [moved_in(person(), on)])
         await wait_for(lambda: caught_up(sessions, settings, 1), within_s=60)
-    # The relay no longer accepts connections; end the worker's open ones.
-    async with sessions() as session:
-        await session.execute(
-            text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        )
+    await _end_other_connections(sessions)  # the relay no longer accepts new ones
     retries = _batch_retries()
     await publish(settings, [moved_in(person(), on)])
     await wait_for(lambda: _true(_batch_retries() > retries), within_s=30)
@@ -150,6 +143,55 @@ async def test_sigterm_while_a_batch_waits_for_the_database_stops_the_worker(
 
     assert await caught_up(sessions, settings, 1)  # the second event was not committed
     assert await count(sessions, Event) == 1
+
+
+async def _end_other_connections(sessions: async_sessionmaker[AsyncSession]) -> None:
+    async with sessions() as session:
+        await session.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+
+
+async def test_partitions_assigned_during_a_database_outage_keep_their_worker_in_the_group(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """aiokafka sends no heartbeats while the rebalance listener runs. A worker that sought
+    its new partitions there, retrying through a database outage, was expelled from the
+    group once the session timeout passed, and the rebalance started over. Now it pauses
+    them and seeks them from its main loop: it stays in the group, keeps its share, and
+    reads it once the database is back."""
+    await register_orgs(sessions)
+    via_relay, port, host, real_port = behind_port(settings, retry_backoff_max_s=0.5)
+    cut_off, other = RunningWorker(via_relay), RunningWorker(settings)
+    on = years_before(datetime.now(UTC), 1)
+    async with relay(port, host, real_port):
+        await cut_off.start()
+        await publish(settings, [moved_in(person(), on)])
+        await wait_for(lambda: caught_up(sessions, settings, 1), within_s=60)
+    await _end_other_connections(sessions)
+
+    await other.start()  # a rebalance: the cut-off worker is given partitions it cannot seek
+    await wait_for(lambda: _true(bool(_assigned(cut_off)) and bool(_assigned(other))))
+    await asyncio.sleep(3 * settings.kafka_session_timeout_ms / 1000)
+    assert not _assigned(cut_off) & _assigned(other)
+    assert _assigned(cut_off) | _assigned(other) == set(range(settings.events_partitions))
+
+    events = [moved_in(person(), on) for _ in range(20)]
+    await publish(settings, events)
+    async with relay(port, host, real_port):
+        await wait_for(lambda: caught_up(sessions, settings, 21), within_s=60)
+        await cut_off.stop()
+    await other.stop()
+    assert await count(sessions, Event) == 21
+
+
+def _assigned(running: RunningWorker) -> set[int]:
+    assert running.worker is not None
+    consumer = running.worker._consumer
+    return {tp.partition for tp in consumer.assignment()} if consumer else set()
 
 
 def _batch_retries() -> float:
