@@ -110,7 +110,10 @@ PARTITION_STOPPED = Gauge(
     "1 while a partition is stopped because its stored offset is beyond the log end.",
     ["topic", "partition"],
 )
-WORKER_UP = Gauge("lookout_worker_assigned_partitions", "Partitions assigned to this worker.")
+WORKER_UP = Gauge(
+    "lookout_worker_assigned_partitions",
+    "Partitions assigned to this worker and sought to their stored offsets.",
+)
 AUDIT_SEALED = Counter(
     "lookout_audit_sealed_total", "Audit records chained by the sealer (lookout sealer)."
 )
