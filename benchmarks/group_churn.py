@@ -141,10 +141,16 @@ async def churn(args: argparse.Namespace, bootstrap: str) -> int:
                 brief = await start()
                 try:
                     await asyncio.wait_for(brief.assigned.wait(), timeout=args.settle_s)
+                except TimeoutError:
+                    print(
+                        f"round {round_} ({action}): STALL, no assignment in {args.settle_s:.0f}s"
+                    )
+                    return 1
                 finally:
                     members.remove(brief)
                     await brief.end(signal.SIGTERM)
             else:
+                action = "start"  # also when the one member left is not to be ended
                 await start(args.slow_listener_s)
             await asyncio.sleep(rng.random() * 2)
             began = time.monotonic()
