@@ -816,8 +816,8 @@ class Worker:
             key = (tp.topic, tp.partition)
             self.assignments[key] = self.assignments.get(key, 0) + 1
             self.unplaced.discard(key)
-            self.positions.pop((tp.topic, tp.partition), None)
-            self.stopped.pop((tp.topic, tp.partition), None)
+            self.positions.pop(key, None)
+            self.stopped.pop(key, None)
             for gauge in (metrics.CONSUMER_LAG, metrics.PARTITION_STOPPED):
                 with contextlib.suppress(KeyError):  # another worker reports it now
                     gauge.remove(tp.topic, str(tp.partition))
